@@ -1,0 +1,197 @@
+"""The `heartbeat` command: start (daemonized or -f), -k stop, -r reload, -s status, -v version.
+
+Exit codes follow 3.0.6: 0 success, 1 not running (-s), 6 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+
+from appliance import HEARTBEAT_COMPAT_VERSION, __version__
+from appliance.errors import EXIT_CONFIG, ConfigError
+from appliance.paths import Paths
+
+STOP_WAIT = 600.0      # -k waits this long at most for resources to be released
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="heartbeat", add_help=True)
+    p.add_argument("-f", action="store_true", help="run in the foreground")
+    p.add_argument("-k", action="store_true", help="stop the running daemon")
+    p.add_argument("-r", action="store_true", help="reload the configuration (SIGHUP)")
+    p.add_argument("-s", action="store_true", help="report whether heartbeat is running")
+    p.add_argument("-d", action="count", default=0, help="increase debug level")
+    p.add_argument("-l", action="store_true", help="accepted for compatibility")
+    p.add_argument("-M", action="store_true", help="accepted for compatibility")
+    p.add_argument("-t", "--check", action="store_true", help="check the configuration and exit")
+    p.add_argument("-v", "-V", "--version", action="store_true", dest="version")
+    return p
+
+
+def run(args: list[str]) -> int:
+    opts = _parser().parse_args(args)
+    paths = Paths.from_env()
+    if opts.version:
+        print(f"{HEARTBEAT_COMPAT_VERSION} (hb-appliance {__version__})")
+        return 0
+    if opts.k:
+        return stop(paths)
+    if opts.s:
+        return status(paths)
+    if opts.r:
+        pid = running_pid(paths)
+        if pid is None:
+            print("heartbeat is stopped. No process", file=sys.stderr)
+            return 1
+        os.kill(pid, signal.SIGHUP)
+        return 0
+    from appliance.cli.configload import load_all
+
+    try:
+        cfg, keys, groups = load_all(paths)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"ERROR: {line}", file=sys.stderr)
+        print("ERROR: Configuration error, heartbeat not started.", file=sys.stderr)
+        return EXIT_CONFIG
+    for w in cfg.warnings:
+        print(f"WARN: {w}", file=sys.stderr)
+    if opts.check:
+        print(f"Configuration OK: node {cfg.local_node}, {len(cfg.nodes)} nodes, {len(groups)} groups")
+        return 0
+    pid = running_pid(paths)
+    if pid is not None:
+        print(f"heartbeat: already running [pid {pid}].", file=sys.stderr)
+        return 0
+    if not opts.f and not _daemonize(paths):
+        return 0            # the parent: the child carries on
+    return _serve(cfg, keys, groups, paths, opts.d, foreground=opts.f)
+
+
+def _serve(cfg, keys, groups, paths: Paths, debug: int, foreground: bool) -> int:
+    import asyncio
+
+    from appliance import logsetup
+    from appliance.daemon import Daemon
+
+    logsetup.setup(
+        cfg.local_node, cfg.logfile, cfg.debugfile, cfg.logfacility, max(debug, cfg.debug),
+        stderr=foreground and not (cfg.logfile or cfg.debugfile or cfg.logfacility),
+    )
+    _write_pidfile(paths)
+    try:
+        daemon = Daemon(cfg, keys, groups, paths)
+        return asyncio.run(daemon.run())
+    except Exception:
+        logging.getLogger(logsetup.LOGGER).exception("heartbeat: fatal internal error")
+        return 1
+    finally:
+        _remove_pidfile(paths)
+        logsetup.stop()
+
+
+def _daemonize(paths: Paths) -> bool:
+    """Classic double fork. Returns True in the daemon, False in the original process."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid > 0:
+        os.close(w)
+        # Wait (bounded) until the daemon has written its pid file, so `service start` is honest.
+        os.set_blocking(r, True)
+        try:
+            os.read(r, 1)
+        finally:
+            os.close(r)
+        os.waitpid(pid, 0)
+        return False
+    os.close(r)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    _write_pidfile(paths)
+    os.write(w, b"1")
+    os.close(w)
+    return True
+
+
+def _write_pidfile(paths: Paths) -> None:
+    os.makedirs(os.path.dirname(paths.pidfile), exist_ok=True)
+    with open(paths.pidfile, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def _remove_pidfile(paths: Paths) -> None:
+    try:
+        with open(paths.pidfile) as f:
+            if int(f.read().strip() or 0) != os.getpid():
+                return
+        os.unlink(paths.pidfile)
+    except (OSError, ValueError):
+        pass
+
+
+def running_pid(paths: Paths) -> int | None:
+    """The daemon's pid if the pid file names a live heartbeat of OUR namespaces.
+
+    Several nodes can share one pid namespace (a lab, containers): a stale pid file must never
+    make `-k` signal some other node's process.
+    """
+    try:
+        with open(paths.pidfile) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        for ns in ("net", "mnt"):
+            if os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"):
+                return None
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except OSError:
+        return None
+    return pid if b"heartbeat" in cmd or b"appliance" in cmd else None
+
+
+def stop(paths: Paths) -> int:
+    pid = running_pid(paths)
+    if pid is None:
+        print("INFO: Heartbeat already stopped.")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT
+    while time.monotonic() < deadline:
+        if not os.path.exists(f"/proc/{pid}"):
+            return 0
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ")[-1].startswith("Z"):
+                    return 0
+        except OSError:
+            return 0
+        time.sleep(0.05)
+    print(f"ERROR: heartbeat pid {pid} did not stop within {STOP_WAIT:.0f} s", file=sys.stderr)
+    return 1
+
+
+def status(paths: Paths) -> int:
+    pid = running_pid(paths)
+    if pid is None:
+        print("heartbeat is stopped. No process")
+        return 1
+    from appliance.config.hacf import local_node_name
+
+    print(f"heartbeat OK [pid {pid} et al] is running on {os.uname().nodename} "
+          f"[{local_node_name(paths.etc)}]...")
+    return 0

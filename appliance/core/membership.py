@@ -1,0 +1,242 @@
+"""Who is alive: per-peer sequence/generation tracking and dead detection (spec §5.4, §6).
+
+Pure state: every method takes `now` (monotonic seconds) and returns what changed; the daemon
+turns those into log lines and messages. No sockets, no clocks, no logging here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_GAP = 250          # 3.0.6: a larger gap resets tracking instead of asking for retransmission
+MAX_MISSING = 500      # bound on remembered missing seqs per peer
+
+# Verdicts of accept(); anything but ACCEPT is counted by the caller under this name.
+ACCEPT = "accept"
+DUPLICATE = "duplicate"
+REPLAY = "replay"
+UNKNOWN_NODE = "unknown_node"
+BAD_FIELDS = "bad_fields"
+
+
+@dataclass
+class Peer:
+    """What we know of one configured node (including ourselves)."""
+
+    name: str
+    uuid: bytes | None = None
+    state: str = "init"                  # init / up / active / dead, as cl_status shows it
+    generation: int = 0
+    last_seq: int = 0
+    missing: set[int] = field(default_factory=set)
+    last_heard: float | None = None      # any accepted message, any link
+    last_status: float | None = None     # last `status` message (for warntime)
+    dt_ms: int | None = None             # the peer's advertised deadtime
+    links: dict[str, float] = field(default_factory=dict)   # link -> last packet on it
+    link_up: dict[str, bool] = field(default_factory=dict)
+    shutting_down: bool = False          # sent info=shutdown, waiting for shutdone
+    departed: bool = False               # sent shutdone: dead until it restarts (new generation)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ("up", "active") and not self.shutting_down
+
+
+@dataclass(frozen=True)
+class Change:
+    """One membership event, for logging, clients and the ownership core."""
+
+    kind: str        # "state" | "restart" | "link" | "late" | "gap"
+    node: str
+    old: str = ""
+    new: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Verdict:
+    outcome: str                 # ACCEPT, DUPLICATE, REPLAY, UNKNOWN_NODE, BAD_FIELDS
+    changes: list[Change] = field(default_factory=list)
+    rexmit: list[int] = field(default_factory=list)   # seqs we should ask the sender to resend
+
+
+class Membership:
+    def __init__(
+        self,
+        local: str,
+        nodes: list[str],
+        links: list[str],
+        deadtime_ms: int,
+        warntime_ms: int,
+        initdead_ms: int,
+        started: float,
+    ) -> None:
+        self.local = local
+        self.order = list(nodes)
+        self.links = list(links)
+        self.deadtime_ms = deadtime_ms
+        self.warntime_ms = warntime_ms
+        self.initdead_ms = initdead_ms
+        self.started = started
+        self.peers: dict[str, Peer] = {n: Peer(n) for n in nodes}
+        self.comm_up = False
+        me = self.peers[local]
+        me.state = "up"
+
+    # ---------------------------------------------------------------- receive path
+    def lookup(self, src: str | None, uuid: bytes | None) -> Peer | None:
+        """3.0.6 looks nodes up by uuid first, then by name; we only accept configured names."""
+        if src is None:
+            return None
+        peer = self.peers.get(src.lower())
+        if peer is None:
+            return None
+        if uuid and peer.uuid is None:
+            peer.uuid = uuid
+        return peer
+
+    def accept(
+        self,
+        src: str,
+        uuid: bytes | None,
+        mtype: str,
+        seq: int | None,
+        generation: int | None,
+        link: str,
+        now: float,
+    ) -> Verdict:
+        peer = self.lookup(src, uuid)
+        if peer is None:
+            return Verdict(UNKNOWN_NODE)
+        changes: list[Change] = []
+        self._heard_on_link(peer, link, now, changes)
+        if mtype.startswith("NS_") or seq is None:
+            # Unsequenced control messages still prove the peer is there.
+            self._touch(peer, now)
+            return Verdict(ACCEPT, changes)
+        gen = generation or 0
+        if gen < peer.generation:
+            return Verdict(REPLAY, changes)
+        if gen > peer.generation:
+            if peer.generation:
+                changes.append(Change("restart", peer.name, detail=f"generation {gen:x}"))
+            peer.generation = gen
+            peer.last_seq = 0
+            peer.missing.clear()
+            peer.departed = False
+        verdict = self._sequence(peer, seq)
+        if verdict.outcome == ACCEPT:
+            self._touch(peer, now)
+        verdict.changes[:0] = changes
+        return verdict
+
+    def _sequence(self, peer: Peer, seq: int) -> Verdict:
+        if peer.last_seq == 0 or seq == peer.last_seq + 1:
+            peer.last_seq = seq
+            return Verdict(ACCEPT)
+        if seq > peer.last_seq + 1:
+            gap = seq - peer.last_seq - 1
+            first = peer.last_seq + 1
+            peer.last_seq = seq
+            if gap > MAX_GAP:
+                peer.missing.clear()
+                return Verdict(ACCEPT, [Change("gap", peer.name, detail=f"{gap} lost, reset")])
+            new = [s for s in range(first, seq) if s not in peer.missing]
+            peer.missing.update(new)
+            while len(peer.missing) > MAX_MISSING:
+                peer.missing.discard(min(peer.missing))
+            return Verdict(ACCEPT, [Change("gap", peer.name, detail=f"{gap} lost")], new)
+        if seq in peer.missing:
+            peer.missing.discard(seq)
+            return Verdict(ACCEPT)
+        return Verdict(DUPLICATE)
+
+    def _touch(self, peer: Peer, now: float) -> None:
+        peer.last_heard = now
+
+    def _heard_on_link(self, peer: Peer, link: str, now: float, changes: list[Change]) -> None:
+        peer.links[link] = now
+        if not peer.link_up.get(link):
+            peer.link_up[link] = True
+            changes.append(Change("link", peer.name, "dead", "up", link))
+
+    def status(self, src: str, st: str, dt_ms: int | None, now: float) -> list[Change]:
+        """Apply an accepted `status` message: mirror the sender's state, check lateness."""
+        peer = self.peers[src]
+        changes: list[Change] = []
+        if peer.departed:
+            return changes      # its last heartbeats after shutdone must not revive it
+        if peer.last_status is not None and peer.state != "dead":
+            gap_ms = int((now - peer.last_status) * 1000)
+            if gap_ms > self.warntime_ms:
+                changes.append(Change("late", peer.name, detail=str(gap_ms)))
+        peer.last_status = now
+        if dt_ms:
+            peer.dt_ms = dt_ms
+        if st in ("init", "up", "active") and st != peer.state:
+            changes.append(Change("state", peer.name, peer.state, st))
+            peer.state = st
+            peer.shutting_down = False
+        return changes
+
+    def mark_dead(self, name: str, detail: str, departed: bool = False) -> list[Change]:
+        peer = self.peers[name]
+        changes: list[Change] = []
+        peer.departed = peer.departed or departed
+        if peer.state != "dead":
+            changes.append(Change("state", name, peer.state, "dead", detail))
+            peer.state = "dead"
+        peer.shutting_down = False
+        peer.missing.clear()
+        for link, up in peer.link_up.items():
+            if up:
+                peer.link_up[link] = False
+                changes.append(Change("link", name, "up", "dead", link))
+        return changes
+
+    def missing_of(self, name: str) -> list[int]:
+        return sorted(self.peers[name].missing)
+
+    def forget_missing(self, name: str, seq: int) -> None:
+        self.peers[name].missing.discard(seq)
+
+    # ---------------------------------------------------------------- timers
+    def tick(self, now: float) -> list[Change]:
+        """Dead detection: links and nodes silent for longer than their deadtime."""
+        changes: list[Change] = []
+        for peer in self.peers.values():
+            if peer.name == self.local:
+                continue
+            limit = (peer.dt_ms or self.deadtime_ms) / 1000.0
+            for link, last in peer.links.items():
+                if peer.link_up.get(link) and now - last > limit:
+                    peer.link_up[link] = False
+                    changes.append(Change("link", peer.name, "up", "dead", link))
+            if peer.state == "dead":
+                continue
+            if peer.last_heard is None:
+                if not self.comm_up and now - self.started > self.initdead_ms / 1000.0:
+                    changes += self.mark_dead(peer.name, "initdead")
+                elif self.comm_up and now - self.started > self.initdead_ms / 1000.0:
+                    changes += self.mark_dead(peer.name, "never heard")
+                continue
+            if now - peer.last_heard > limit:
+                changes += self.mark_dead(peer.name, "deadtime")
+        if not self.comm_up and all(
+            p.name == self.local or p.last_heard is not None or p.state == "dead"
+            for p in self.peers.values()
+        ):
+            self.comm_up = True
+            changes.append(Change("comm", self.local, "down", "up"))
+        return changes
+
+    # ---------------------------------------------------------------- views
+    def alive_nodes(self) -> list[str]:
+        return [n for n in self.order if self.peers[n].alive]
+
+    def set_local_state(self, st: str) -> Change | None:
+        me = self.peers[self.local]
+        if me.state == st:
+            return None
+        old, me.state = me.state, st
+        return Change("state", self.local, old, st)

@@ -1,0 +1,728 @@
+"""The heartbeat daemon: one asyncio loop tying the layers together.
+
+receive: UDP -> decode -> authenticate -> sequence/membership -> facts -> ownership core
+send:    status every keepalive (feeds the watchdogs), protocol replies, announcements
+act:     the core's decisions -> GroupManager tasks (scripts, netlink, gratuitous ARP)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+
+from appliance.config.authkeys import AuthKeys
+from appliance.config.hacf import HaConfig
+from appliance.config.haresources import ResourceGroup
+from appliance.core import ownership
+from appliance.core.membership import ACCEPT, DUPLICATE, Change, Membership
+from appliance.errors import DecodeError
+from appliance.net.media import Media
+from appliance.paths import Paths, next_generation, node_uuid
+from appliance.rsc.group import GroupExecutor, Settings
+from appliance.rsc.manager import GroupManager
+from appliance.watchdog import HardwareWatchdog, SystemdNotify
+from appliance.wire import auth, catalog
+from appliance.wire.message import MAX_PACKET, Message, decode_packet
+
+log = logging.getLogger("heartbeat")
+
+HISTORY = 500            # sent messages kept for retransmission (3.0.6's ring size)
+REXMIT_TRIES = 10
+START_WAIT_MIN = 1.0     # how long a starting node waits for `resource` replies at most (floor)
+
+
+@dataclass
+class PeerFacts:
+    """What a peer told us about its groups (our hba_* fields, or 3.0.6's rsc_hold)."""
+
+    held: frozenset[str] = frozenset()
+    ready: bool = False
+    failed: frozenset[str] = frozenset()
+    standby_scope: str = ""
+    standby_epoch: int = 0
+    replied_at: float = 0.0          # last `resource` message
+    first_heard: float | None = None
+
+
+@dataclass
+class Rexmit:
+    due: float
+    tries: int = 0
+
+
+@dataclass
+class Counters:
+    rx: int = 0
+    tx: int = 0
+    dropped: collections.Counter = field(default_factory=collections.Counter)
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: HaConfig,
+        keys: AuthKeys,
+        groups: list[ResourceGroup],
+        paths: Paths,
+        settings: Settings | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.keys = keys
+        self.groups = groups
+        self.paths = paths
+        self.local = cfg.local_node
+        self.counters = Counters()
+        self.started = time.monotonic()
+        self.mem = Membership(
+            self.local, cfg.nodes, [m.interface for m in cfg.media], cfg.deadtime_ms,
+            cfg.warntime_ms, cfg.initdead_ms, self.started,
+        )
+        self.facts: dict[str, PeerFacts] = {n: PeerFacts() for n in cfg.nodes if n != self.local}
+        settings = settings or Settings()
+        settings.script_dirs = paths.resource_dirs
+        settings.env = self._script_env()
+        self.executor = GroupExecutor(settings)
+        self.manager = GroupManager(groups, self.executor, self._group_changed)
+        self.group_info = [ownership.GroupInfo(g.key, g.home) for g in groups]
+        self.media = Media(cfg.media, self._on_packet)
+        self.seq = 0
+        self.generation = 0
+        self.uuid = b"\0" * 16
+        self.history: collections.OrderedDict[int, Message] = collections.OrderedDict()
+        self.rexmits: dict[tuple[str, int], Rexmit] = {}
+        self.ack_trigger = {n: random.randrange(10) for n in cfg.nodes}
+        self.phase = "init"                # init -> up -> starting -> ready -> stopping
+        self.starting_at = 0.0
+        self.ready = False
+        self.stopping = False
+        self.standby_scope = ""
+        self.standby_epoch = 0
+        self.max_epoch = 0
+        self.carrier: dict[str, bool] = {i: True for i in self.media.interfaces()}
+        self.last_decisions: dict[str, ownership.Decision] = {}
+        self.conflicts: dict[str, frozenset[str]] = {}
+        self.initial_done = False
+        self.watchdog = HardwareWatchdog(cfg.watchdog, cfg.deadtime_ms) if cfg.watchdog else None
+        self.sd = SystemdNotify()
+        self._stop_event: asyncio.Event | None = None
+        self._reconcile_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._linkmon = None
+        self._server: asyncio.AbstractServer | None = None
+        self._beat: asyncio.Future | None = None
+
+    # ================================================================= life cycle
+    async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self.generation, fresh = next_generation(self.paths.state, self.cfg.hbgenmethod)
+        if fresh:
+            log.info("No Previous generation - starting at %d", self.generation - 1)
+        self.uuid, new = node_uuid(self.paths.state)
+        if new:
+            log.info("No uuid found for current node - generating a new uuid.")
+        log.info("Configuration validated. Starting heartbeat %s", _version())
+        self._realtime()
+        self.media.open(self._loop)
+        self._open_linkmon()
+        await self._open_control()
+        if self.watchdog:
+            self.watchdog.open()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._stop_event.set)
+        self._loop.add_signal_handler(signal.SIGHUP, self._reload)
+        self._send(catalog.status("init", self._dt()))
+        self._set_phase("up")
+        self._send(catalog.status("up", self._dt()))
+        self._beat = asyncio.ensure_future(self._heartbeat_loop())
+        check = asyncio.ensure_future(self._check_loop())
+        self.sd.notify("READY=1")
+        await self._stop_event.wait()
+        await self._shutdown()
+        for task in (self._beat, check):
+            task.cancel()
+        await asyncio.gather(self._beat, check, return_exceptions=True)
+        self._close()
+        return 0
+
+    async def _shutdown(self) -> None:
+        self.stopping = True
+        self.phase = "stopping"
+        self.sd.notify("STOPPING=1")
+        log.info("Heartbeat shutdown in progress. (%d)", os.getpid())
+        if self.watchdog:
+            self.watchdog.close()
+        self._send(catalog.resource("none", False, "shutdown"))
+        if self.manager.busy():
+            log.info("Shutdown delayed until current resource activity finishes.")
+        await self.manager.stop_all()
+        if self._beat is not None:
+            self._beat.cancel()     # no heartbeat may follow shutdone
+        self._send(catalog.shutdone())
+        log.info("All HA resources relinquished.")
+        # Stay a moment to answer retransmission requests for shutdone.
+        await asyncio.sleep(min(1.0, 2 * self.cfg.keepalive_ms / 1000.0))
+        await self.executor.close()
+        log.info("Heartbeat shutdown complete.")
+
+    def _close(self) -> None:
+        self.media.close()
+        if self._linkmon is not None:
+            self._linkmon.close()
+        if self._server is not None:
+            self._server.close()
+        try:
+            os.unlink(self.paths.control_socket)
+        except OSError:
+            pass
+
+    def _script_env(self) -> dict[str, str]:
+        """What 3.0.6 exports to resource scripts (spec §8.9), plus ha.cf `env` lines."""
+        cfg = self.cfg
+        env = {f"HA_{k}": v for k, v in cfg.env.items()}
+        env.update(
+            HA_CURHOST=self.local,
+            HA_LOGD="yes" if cfg.use_logd else "no",
+            HA_LOGFILE=cfg.logfile or "",
+            HA_DEBUGLOG=cfg.debugfile or "",
+            HA_LOGFACILITY=cfg.logfacility or "",
+            HA_RSCTMP=os.path.join(self.paths.run, "rsctmp"),
+        )
+        if cfg.auto_failback != "legacy":
+            env["HA_NICEFAILBACK"] = "yes"
+        if cfg.debug:
+            env["HA_debug"] = str(cfg.debug)
+        return env
+
+    def _realtime(self) -> None:
+        if not self.cfg.realtime:
+            return
+        prio = self.cfg.rtprio or max(1, os.sched_get_priority_max(os.SCHED_RR) // 2)
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+            log.info("Scheduling priority set to SCHED_RR %d", prio)
+        except (OSError, AttributeError) as exc:
+            log.warning("Cannot set realtime scheduling: %s", exc)
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.mlockall(3) != 0:   # MCL_CURRENT | MCL_FUTURE
+                log.error("Unable to lock pid %d in memory", os.getpid())
+        except OSError:
+            pass
+
+    # ================================================================= timers
+    async def _heartbeat_loop(self) -> None:
+        interval = self.cfg.keepalive_ms / 1000.0
+        while True:
+            self._send(catalog.status(self._wire_state(), self._dt()))
+            if self.watchdog:
+                self.watchdog.feed()
+            self.sd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    async def _check_loop(self) -> None:
+        tick = max(0.02, min(0.1, self.cfg.keepalive_ms / 4000.0))
+        while True:
+            now = time.monotonic()
+            try:
+                self._handle_changes(self.mem.tick(now), now)
+                self._progress_startup(now)
+                self._send_rexmits(now)
+                self._poll_carrier()
+                self._reconcile()
+            except Exception:  # noqa: BLE001 - the loop must survive our own bugs
+                log.exception("internal error in the check loop")
+            await asyncio.sleep(tick)
+
+    def _dt(self) -> int:
+        # 3.0.6 advertises deadtime + 2 s for its first 5 s.
+        extra = 2000 if time.monotonic() - self.started < 5 else 0
+        return self.cfg.deadtime_ms + extra
+
+    def _wire_state(self) -> str:
+        return "active" if self.mem.comm_up else "up"
+
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
+        ch = self.mem.set_local_state("active" if phase in ("starting", "ready") else phase)
+        if ch is not None and ch.new in ("up", "active"):
+            log.info("Local status now set to: '%s'", ch.new)
+
+    def _progress_startup(self, now: float) -> None:
+        if self.phase == "up" and self.mem.comm_up:
+            log.info("Comm_now_up(): updating status to active")
+            self._set_phase("starting")
+            self._send(catalog.status("active", self._dt()))
+            self._adopt_running()
+            self.starting_at = now
+            self._send(catalog.starting())
+        if self.phase == "starting":
+            wait = max(START_WAIT_MIN, 2 * self.cfg.keepalive_ms / 1000.0)
+            alive = [n for n in self.mem.alive_nodes() if n != self.local]
+            replied = all(self.facts[n].replied_at >= self.starting_at for n in alive)
+            if replied or now - self.starting_at >= wait:
+                self.ready = True
+                self._set_phase("ready")
+                self._announce()
+
+    def _adopt_running(self) -> None:
+        """Groups whose IP is already on this node (daemon killed and restarted) are claimed."""
+        from appliance.net import ipaddr
+
+        for g in self.groups:
+            ips = [r.ip.address for r in g.resources if r.ip is not None]
+            if ips and any(ipaddr.find_address(ip) for ip in ips):
+                log.warning("Resource group %s found running at start-up: adopting it", g.key)
+                self.manager.adopt(g.key)
+
+    # ================================================================= receive path
+    def _on_packet(self, data: bytes, link: str, addr: tuple) -> None:
+        self.counters.rx += 1
+        try:
+            self._receive(data, link)
+        except Exception:  # noqa: BLE001 - a packet must never take the daemon down
+            self._drop("handler_error")
+            log.exception("internal error handling a packet from %s", addr[0] if addr else "?")
+
+    def _drop(self, reason: str) -> None:
+        self.counters.dropped[reason] += 1
+
+    def _receive(self, data: bytes, link: str) -> None:
+        if len(data) > MAX_PACKET:
+            return self._drop("too_large")
+        try:
+            pkt = decode_packet(data)
+        except DecodeError as exc:
+            return self._drop(exc.reason)
+        bad = auth.verify(pkt, self.keys)
+        if bad:
+            self._drop(bad)
+            if self.counters.dropped[bad] in (1, 10, 100) or self.counters.dropped[bad] % 1000 == 0:
+                log.error("netstring authentication failed, authtoken does not match (%s)", bad)
+            return
+        msg = pkt.msg
+        mtype, src = msg.get("t"), msg.get("src")
+        if not mtype or not src or not _hex(msg.get("ts")):
+            return self._drop("bad_fields")
+        src = src.lower()
+        unsequenced = mtype.startswith("NS_")
+        seq = _hex(msg.get("seq"))
+        if not unsequenced and not seq:
+            return self._drop("bad_fields")
+        if src == self.local:
+            return self._own_message(mtype, seq)
+        now = time.monotonic()
+        verdict = self.mem.accept(src, msg.get_bytes("srcuuid"), mtype, seq, _hex(msg.get("hg")), link, now)
+        if verdict.outcome != ACCEPT:
+            if verdict.outcome == DUPLICATE:
+                self.counters.dropped["duplicate"] += 1
+            else:
+                self._drop(verdict.outcome)
+                if verdict.outcome == "unknown_node":
+                    log.error("process_status_message: bad node [%s] in message", src)
+            self._handle_changes(verdict.changes, now)
+            return
+        for s in verdict.rexmit:
+            self.rexmits[(src, s)] = Rexmit(now + random.uniform(0.05, self.cfg.max_rexmit_delay_ms / 1000.0))
+        if seq and seq % 10 == self.ack_trigger.get(src, 0) and not self.mem.missing_of(src):
+            self._send(catalog.ackmsg(src, seq))
+        self._handle_changes(verdict.changes, now)
+        facts = self.facts[src]
+        if facts.first_heard is None:
+            facts.first_heard = now
+        dest = msg.get("dest")
+        if dest and dest.lower() != self.local:
+            return
+        handler = _HANDLERS.get(mtype)
+        if handler is not None:
+            handler(self, src, msg, now)
+        self._schedule_reconcile()
+
+    def _own_message(self, mtype: str, seq: int | None) -> None:
+        # Our own broadcast looped back: nothing to learn, but 3.0.6 ACKs it too.
+        if seq and seq % 10 == self.ack_trigger.get(self.local, 0):
+            self._send(catalog.ackmsg(self.local, seq))
+
+    # ---------------------------------------------------------------- handlers
+    def _on_status(self, src: str, msg: Message, now: float) -> None:
+        st = msg.get("st") or ""
+        self._handle_changes(self.mem.status(src, st, _hex(msg.get("dt")), now), now)
+        self._learn_facts(src, msg, now)
+
+    def _on_starting(self, src: str, msg: Message, now: float) -> None:
+        f = self.facts[src]
+        f.ready = False
+        f.first_heard = now
+        self._send(catalog.resource(self._rsc_hold(), self.ready))
+
+    def _on_resource(self, src: str, msg: Message, now: float) -> None:
+        f = self.facts[src]
+        f.replied_at = now
+        if msg.get("info") == "shutdown":
+            self.mem.peers[src].shutting_down = True
+            f.ready = False
+            log.info("%s is shutting down: waiting for it to release its resources", src)
+            return
+        if not self._learn_facts(src, msg, now):
+            # A Heartbeat 3.0.6 peer: infer from rsc_hold (named from the sender's side).
+            mask = catalog.rsc_hold_mask(msg.get("rsc_hold"))
+            f.held = frozenset(
+                g.key for g in self.groups
+                if (mask & 1 and g.home == src) or (mask & 2 and g.home != src)
+            )
+            f.ready = f.ready or msg.get("isstable") == "1"
+
+    def _on_shutdone(self, src: str, msg: Message, now: float) -> None:
+        log.info("Received shutdown notice from '%s'.", src)
+        f = self.facts[src]
+        f.held, f.ready, f.first_heard = frozenset(), False, None
+        self._handle_changes(self.mem.mark_dead(src, "shutdown", departed=True), now)
+
+    def _on_hb_takeover(self, src: str, msg: Message, now: float) -> None:
+        mapped = {"all": "all", "local": "foreign", "foreign": "local"}.get(msg.get("rsc_hold") or "", "all")
+        log.info("%s asked to take over %s resources: going standby for %s", src, msg.get("rsc_hold"), mapped)
+        self.standby(mapped)
+
+    def _on_rexmit(self, src: str, msg: Message, now: float) -> None:
+        first, last = _int(msg.get("firstseq")), _int(msg.get("lastseq"))
+        if first is None or last is None or last < first:
+            return self._drop("bad_rexmit")
+        for s in range(first, min(last, first + 49) + 1):
+            stored = self.history.get(s)
+            if stored is None:
+                if s <= self.seq:
+                    self._send(catalog.nak_rexmit(src, s, "not in history"))
+                continue
+            self._transmit(Message(list(stored.fields)))
+
+    def _on_nak(self, src: str, msg: Message, now: float) -> None:
+        s = _hex(msg.get("firstseq"))
+        if s:
+            log.error("Irretrievably lost packet: node %s seq %d", src, s)
+            self.mem.forget_missing(src, s)
+            self.rexmits.pop((src, s), None)
+
+    def _on_reqnodes(self, src: str, msg: Message, now: float) -> None:
+        self._send(catalog.repnodes(src, self.cfg.nodes))
+
+    def _learn_facts(self, src: str, msg: Message, now: float) -> bool:
+        held = msg.get(catalog.X_HELD)
+        if held is None:
+            return False
+        f = self.facts[src]
+        f.held = frozenset(held.split())
+        f.ready = msg.get(catalog.X_READY) == "1"
+        f.failed = frozenset((msg.get(catalog.X_FAILED) or "").split())
+        scope, _, epoch = (msg.get(catalog.X_STANDBY) or "").partition(" ")
+        f.standby_scope, f.standby_epoch = scope, _int(epoch) or 0
+        self.max_epoch = max(self.max_epoch, f.standby_epoch)
+        return True
+
+    # ---------------------------------------------------------------- membership events
+    def _handle_changes(self, changes: list[Change], now: float) -> None:
+        for ch in changes:
+            if ch.kind == "state":
+                if ch.new == "dead":
+                    log.warning("node %s: is dead", ch.node)
+                    f = self.facts.get(ch.node)
+                    if f is not None:
+                        f.held, f.ready, f.first_heard = frozenset(), False, None
+                    for key in [k for k in self.rexmits if k[0] == ch.node]:
+                        del self.rexmits[key]
+                else:
+                    log.info("Status update for node %s: status %s", ch.node, ch.new)
+            elif ch.kind == "link":
+                log.info("Link %s:%s %s.", ch.node, ch.detail, ch.new)
+            elif ch.kind == "restart":
+                log.info("Heartbeat restart on node %s", ch.node)
+                f = self.facts[ch.node]
+                f.held, f.ready, f.first_heard = frozenset(), False, now
+            elif ch.kind == "late":
+                log.warning("Late heartbeat: Node %s: interval %s ms", ch.node, ch.detail)
+            elif ch.kind == "gap":
+                log.info("%s: %s packet(s)", ch.node, ch.detail)
+            elif ch.kind == "comm":
+                pass
+        if changes:
+            self._schedule_reconcile()
+
+    # ================================================================= send path
+    def _send(self, msg: Message) -> None:
+        mtype = msg.get("t") or ""
+        seq = None
+        if not mtype.startswith("NS_"):
+            self.seq += 1
+            seq = self.seq
+        if mtype == "status":
+            catalog.with_facts(msg, self.manager.held(), self.ready, self._standby_text(), sorted(self.manager.failed))
+        catalog.stamp(
+            msg, self.local, self.uuid, seq, self.generation, int(time.time()), _loadavg(),
+            self.cfg.hopfudge + len(self.cfg.nodes),
+        )
+        if seq is not None:
+            self.history[seq] = Message(list(msg.fields))
+            while len(self.history) > HISTORY:
+                self.history.popitem(last=False)
+        self._transmit(msg)
+
+    def _transmit(self, msg: Message) -> None:
+        data = auth.sign(msg, self.keys, include_body_auth=self.cfg.msgfmt != "netstring")
+        self.counters.tx += 1
+        self.media.send(data)
+
+    def _send_rexmits(self, now: float) -> None:
+        sent = 0
+        for key, rx in list(self.rexmits.items()):
+            node, s = key
+            if rx.due > now or sent >= 20:
+                continue
+            if s not in self.mem.peers[node].missing:
+                del self.rexmits[key]
+                continue
+            if rx.tries >= REXMIT_TRIES:
+                log.error("Irretrievably lost packet: node %s seq %d", node, s)
+                self.mem.forget_missing(node, s)
+                del self.rexmits[key]
+                continue
+            self._send(catalog.rexmit(node, s))
+            rx.tries += 1
+            rx.due = now + self.cfg.max_rexmit_delay_ms / 1000.0
+            sent += 1
+
+    def _announce(self) -> None:
+        info = None
+        self._send(catalog.resource(self._rsc_hold(), self.ready and not self.manager.busy(), info))
+        self._send(catalog.status(self._wire_state(), self._dt()))
+
+    def _rsc_hold(self) -> str:
+        mask = 0
+        for key in self.manager.held():
+            mask |= 1 if self.manager.groups[key].home == self.local else 2
+        return catalog.rsc_hold_name(mask)
+
+    def _standby_text(self) -> str:
+        return f"{self.standby_scope} {self.standby_epoch}" if self.standby_scope else ""
+
+    # ================================================================= decisions
+    def _schedule_reconcile(self) -> None:
+        if not self._reconcile_pending and self._loop is not None:
+            self._reconcile_pending = True
+            self._loop.call_soon(self._reconcile)
+
+    def facts_now(self, now: float) -> ownership.Facts:
+        views: dict[str, ownership.NodeView] = {}
+        for name in self.cfg.nodes:
+            if name == self.local:
+                views[name] = ownership.NodeView(
+                    name, alive=True, ready=self.ready and not self.stopping,
+                    link_ok=any(self.carrier.values()) if self.carrier else True,
+                    held=frozenset(self.manager.held()), failed=frozenset(self.manager.failed),
+                    standby_scope=self.standby_scope, standby_epoch=self.standby_epoch,
+                )
+                continue
+            p, f = self.mem.peers[name], self.facts[name]
+            alive = p.state in ("up", "active")
+            views[name] = ownership.NodeView(
+                name, alive=alive, ready=alive and f.ready and not p.shutting_down,
+                held=f.held if alive else frozenset(), failed=f.failed,
+                standby_scope=f.standby_scope, standby_epoch=f.standby_epoch,
+                pending_since=f.first_heard if alive and not f.ready else None,
+            )
+        return ownership.Facts(
+            self.cfg.nodes, views, self.local, self.cfg.auto_failback, now,
+            start_grace=max(2.0, self.cfg.deadtime_ms / 1000.0),
+        )
+
+    def _reconcile(self) -> None:
+        self._reconcile_pending = False
+        if not self.ready or self.stopping:
+            return
+        now = time.monotonic()
+        decisions = ownership.decide(self.group_info, self.facts_now(now))
+        for d in decisions:
+            last = self.last_decisions.get(d.key)
+            if (last is None or (last.action, last.reason) != (d.action, d.reason)) and d.action != "none":
+                log.info("%s", d.reason)
+            self.last_decisions[d.key] = d
+            if d.action == "reassert":
+                claim = frozenset(c for c in ownership.claimants(
+                    ownership.GroupInfo(d.key, self.manager.groups[d.key].home), self.facts_now(now), self.local))
+                if claim - self.conflicts.get(d.key, frozenset()):
+                    for rsc in self.manager.groups[d.key].resources:
+                        self.executor.reannounce(rsc)
+                self.conflicts[d.key] = claim
+            else:
+                self.conflicts.pop(d.key, None)
+        self.manager.apply(decisions)
+        if not self.initial_done and not self.manager.busy():
+            self.initial_done = True
+            log.info("Initial resource acquisition complete")
+
+    def _group_changed(self, key: str, state: str, outcome) -> None:
+        if outcome is not None:
+            self._announce()
+            if outcome.ok and state == "running" and self._took_from_dead(key):
+                log.info("mach_down takeover complete for %s.", key)
+        self._schedule_reconcile()
+
+    def _took_from_dead(self, key: str) -> bool:
+        home = self.manager.groups[key].home
+        return home != self.local and self.mem.peers[home].state == "dead"
+
+    # ================================================================= operator requests
+    def standby(self, scope: str) -> str:
+        scope = "foreign" if scope == "failback" else scope
+        self.max_epoch += 1
+        self.standby_scope, self.standby_epoch = scope, self.max_epoch
+        log.info("Going standby for %s resources.", scope)
+        self._announce()
+        self._schedule_reconcile()
+        return f"standby {scope}"
+
+    def takeover(self, scope: str) -> str:
+        self.standby_scope, self.standby_epoch = "", 0
+        self._send(catalog.hb_takeover(scope))
+        self._announce()
+        self._schedule_reconcile()
+        return f"takeover {scope}"
+
+    def _reload(self) -> None:
+        from appliance.cli.configload import load_all
+
+        try:
+            cfg, keys, groups = load_all(self.paths, self.local)
+        except Exception as exc:  # noqa: BLE001 - keep the running config on any error
+            log.error("Reload refused, keeping the running configuration: %s", exc)
+            return
+        self.keys = keys
+        if [(g.key, g.home) for g in groups] != [(g.key, g.home) for g in self.groups]:
+            log.warning("haresources changed: restart heartbeat to apply group changes")
+        log.info("Configuration reloaded (authkeys applied)")
+        self.sd.notify("READY=1")
+
+    # ================================================================= link monitoring
+    def _open_linkmon(self) -> None:
+        try:
+            from appliance.net.linkmon import LinkMonitor
+
+            self._linkmon = LinkMonitor()
+            assert self._loop is not None
+            self._loop.add_reader(self._linkmon.fileno(), self._on_link_events)
+        except Exception as exc:  # noqa: BLE001 - fall back to polling carrier
+            log.warning("netlink monitor unavailable (%s): polling link state", exc)
+            self._linkmon = None
+        self._poll_carrier(force=True)
+
+    def _on_link_events(self) -> None:
+        from appliance.net.linkmon import AddrEvent, LinkEvent
+
+        assert self._linkmon is not None
+        for ev in self._linkmon.read_events():
+            if isinstance(ev, LinkEvent) and ev.ifname in self.carrier:
+                self._set_carrier(ev.ifname, ev.carrier and ev.admin_up)
+            elif isinstance(ev, AddrEvent) and not ev.added:
+                self._address_lost(ev.address)
+
+    def _poll_carrier(self, force: bool = False) -> None:
+        if self._linkmon is not None and not force:
+            return
+        from appliance.net import ipaddr
+
+        for ifname in self.carrier:
+            st = ipaddr.link_state(ifname)
+            self._set_carrier(ifname, bool(st and st[0] and st[1]))
+
+    def _set_carrier(self, ifname: str, up: bool) -> None:
+        if self.carrier.get(ifname) == up:
+            return
+        self.carrier[ifname] = up
+        if up:
+            log.info("Link %s:%s up (carrier back).", self.local, ifname)
+        else:
+            log.error("Link %s:%s lost carrier: releasing resource groups", self.local, ifname)
+        self._schedule_reconcile()
+
+    def _address_lost(self, address: str) -> None:
+        for key in self.manager.held():
+            if self.manager.state[key] != "running" or self.manager.in_transition(key):
+                continue
+            for rsc in self.manager.groups[key].resources:
+                if rsc.ip is not None and rsc.ip.address == address:
+                    log.warning("IP address %s of group %s was removed behind our back: restoring", address, key)
+                    self.manager.restore(key)
+
+    # ================================================================= control socket
+    async def _open_control(self) -> None:
+        path = self.paths.control_socket
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        self._server = await asyncio.start_unix_server(self._client, path)
+        os.chmod(path, 0o660)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from appliance.statusview import handle_request
+
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            reply = handle_request(self, line)
+            writer.write(reply + b"\n")
+            await writer.drain()
+        except Exception as exc:  # noqa: BLE001 - a bad client must not hurt the daemon
+            log.debug("control client error: %r", exc)
+        finally:
+            writer.close()
+
+
+_HANDLERS = {
+    "status": Daemon._on_status,
+    "starting": Daemon._on_starting,
+    "resource": Daemon._on_resource,
+    "shutdone": Daemon._on_shutdone,
+    "hb_takeover": Daemon._on_hb_takeover,
+    "NS_rexmit": Daemon._on_rexmit,
+    "NS_nak_rexmit": Daemon._on_nak,
+    "reqnodes": Daemon._on_reqnodes,
+}
+
+
+def _hex(text: str | None) -> int | None:
+    if not text or len(text) > 16:
+        return None
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
+
+
+def _int(text: str | None) -> int | None:
+    if not text or len(text) > 20:
+        return None
+    try:
+        return int(text, 10)
+    except ValueError:
+        return None
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return f.readline().strip()
+    except OSError:
+        return "0.00 0.00 0.00 1/1 1"
+
+
+def _version() -> str:
+    from appliance import __version__
+
+    return __version__

@@ -1,0 +1,147 @@
+"""Heartbeat media: bcast, mcast and ucast UDP sockets (spec §1).
+
+Each medium has a receive socket bound to the UDP port on its interface (SO_BINDTODEVICE, so
+the link a packet came in on is known) and a send socket.  Every outbound datagram goes out on
+every medium, as in 3.0.6; receivers de-duplicate by sequence number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import socket
+import struct
+from typing import Callable
+
+from appliance.config.hacf import Medium
+
+log = logging.getLogger("heartbeat")
+
+SIOCGIFBRDADDR = 0x8919
+SIOCGIFADDR = 0x8915
+RECV_SIZE = 65536
+
+
+def interface_ipv4(ifname: str, request: int) -> str | None:
+    """The interface's address or broadcast address, via ioctl (no netlink needed here)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        res = fcntl.ioctl(s.fileno(), request, struct.pack("256s", ifname.encode()[:15]))
+        return socket.inet_ntoa(res[20:24])
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+class Link:
+    """One medium: its sockets and where it sends to."""
+
+    def __init__(self, medium: Medium) -> None:
+        self.medium = medium
+        self.name = medium.interface
+        self.rx: socket.socket | None = None
+        self.tx: socket.socket | None = None
+        self.errors = 0
+
+    def open(self) -> None:
+        m = self.medium
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, m.interface.encode())
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        rx.bind(("", m.port))
+        if m.kind == "mcast" and m.group:
+            local = interface_ipv4(m.interface, SIOCGIFADDR) or "0.0.0.0"
+            mreq = socket.inet_aton(m.group) + socket.inet_aton(local)
+            rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        rx.setblocking(False)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, m.interface.encode())
+        if m.kind == "bcast":
+            tx.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        elif m.kind == "mcast":
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, m.ttl)
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, m.loop)
+        tx.setblocking(False)
+        self.rx, self.tx = rx, tx
+
+    def destination(self) -> tuple[str, int] | None:
+        m = self.medium
+        if m.kind == "bcast":
+            brd = interface_ipv4(m.interface, SIOCGIFBRDADDR)
+            if not brd or brd == "0.0.0.0":
+                return None
+            return (brd, m.port)
+        if m.kind == "mcast" and m.group:
+            return (m.group, m.port)
+        if m.kind == "ucast" and m.peer:
+            return (m.peer, m.port)
+        return None
+
+    def send(self, data: bytes) -> bool:
+        dest = self.destination()
+        if self.tx is None or dest is None:
+            self.errors += 1
+            return False
+        try:
+            self.tx.sendto(data, dest)
+            return True
+        except OSError:
+            # ENETDOWN etc. while the link is down: heartbeats are periodic, the next one retries.
+            self.errors += 1
+            return False
+
+    def close(self) -> None:
+        for s in (self.rx, self.tx):
+            if s is not None:
+                s.close()
+        self.rx = self.tx = None
+
+
+class Media:
+    def __init__(self, media: list[Medium], on_packet: Callable[[bytes, str, tuple], None]) -> None:
+        self.links = [Link(m) for m in media]
+        self.on_packet = on_packet
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for link in self.links:
+            link.open()
+            assert link.rx is not None
+            loop.add_reader(link.rx.fileno(), self._readable, link)
+            log.info("%s %s: port %d", link.medium.kind, link.name, link.medium.port)
+
+    def _readable(self, link: Link) -> None:
+        sock = link.rx
+        if sock is None:
+            return
+        for _ in range(64):   # bounded drain so one busy link cannot starve the loop
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.on_packet(data, link.name, addr)
+
+    def send(self, data: bytes) -> int:
+        return sum(1 for link in self.links if link.send(data))
+
+    def interfaces(self) -> list[str]:
+        seen: list[str] = []
+        for link in self.links:
+            if link.name not in seen:
+                seen.append(link.name)
+        return seen
+
+    def close(self) -> None:
+        for link in self.links:
+            if self._loop is not None and link.rx is not None:
+                try:
+                    self._loop.remove_reader(link.rx.fileno())
+                except (ValueError, OSError):
+                    pass
+            link.close()

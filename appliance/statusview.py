@@ -1,0 +1,56 @@
+"""What the control socket answers: the daemon's state as plain data for the tools."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from appliance.daemon import Daemon
+
+
+def snapshot(d: Daemon) -> dict[str, Any]:
+    nodes = []
+    for name in d.cfg.nodes:
+        p = d.mem.peers[name]
+        if name == d.local:
+            links = {i: ("up" if d.carrier.get(i, True) else "dead") for i in d.media.interfaces()}
+        else:
+            links = {i: ("up" if p.link_up.get(i) else "dead") for i in d.media.interfaces()}
+        nodes.append({"name": name, "state": p.state, "type": "normal", "links": links})
+    groups = []
+    for g in d.groups:
+        dec = d.last_decisions.get(g.key)
+        holders = [v.name for v in d.facts_now(0).views.values() if g.key in v.held]
+        groups.append({
+            "key": g.key, "home": g.home, "local_state": d.manager.state[g.key],
+            "holders": holders, "owner": dec.owner if dec else None,
+            "reason": dec.reason if dec else "",
+        })
+    return {
+        "node": d.local,
+        "phase": d.phase,
+        "rscstatus": "transition" if d.manager.busy() or not d.ready else d._rsc_hold(),
+        "nodes": nodes,
+        "groups": groups,
+        "params": d.cfg.params,
+        "counters": {"rx": d.counters.rx, "tx": d.counters.tx, "dropped": dict(d.counters.dropped)},
+        "generation": d.generation,
+    }
+
+
+def handle_request(d: Daemon, line: bytes) -> bytes:
+    try:
+        req = json.loads(line)
+        cmd = req.get("cmd")
+    except (ValueError, AttributeError):
+        return json.dumps({"ok": False, "error": "bad request"}).encode()
+    if cmd == "status":
+        return json.dumps({"ok": True, **snapshot(d)}).encode()
+    if cmd in ("standby", "takeover"):
+        scope = req.get("scope", "all")
+        if scope not in ("all", "foreign", "local", "failback"):
+            return json.dumps({"ok": False, "error": f"bad scope {scope}"}).encode()
+        text = d.standby(scope) if cmd == "standby" else d.takeover(scope)
+        return json.dumps({"ok": True, "result": text}).encode()
+    return json.dumps({"ok": False, "error": f"unknown command {cmd}"}).encode()
