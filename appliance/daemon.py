@@ -463,9 +463,11 @@ class Daemon:
             seq = self.seq
         if mtype == "status":
             catalog.with_facts(msg, self.manager.held(), self.ready, self._standby_text(), sorted(self.manager.failed))
+        dest = msg.get("dest")
+        peer = self.mem.peers.get(dest) if dest else None
         catalog.stamp(
             msg, self.local, self.uuid, seq, self.generation, int(time.time()), _loadavg(),
-            self.cfg.hopfudge + len(self.cfg.nodes),
+            self.cfg.hopfudge + len(self.cfg.nodes), peer.uuid if peer else None,
         )
         if seq is not None:
             self.history[seq] = Message(list(msg.fields))

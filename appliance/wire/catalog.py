@@ -70,7 +70,8 @@ def reqnodes(dest: str) -> Message:
 
 
 def repnodes(dest: str, nodes: list[str]) -> Message:
-    return Message.of(t="repnodes", dest=dest, nodelist="".join(f"{n} " for n in nodes), delnodelist="")
+    # 3.0.6 really sends `dest` before `t` here, and a single space for an empty delnodelist.
+    return Message.of(dest=dest, t="repnodes", nodelist="".join(f"{n} " for n in nodes), delnodelist=" ")
 
 
 def stonith_result(node: str, result: str) -> Message:
@@ -86,9 +87,15 @@ def stamp(
     ts: int,
     load: str | None,
     ttl: int,
+    destuuid: bytes | None = None,
 ) -> Message:
-    """Append the standard sender fields in 3.0.6's order; NS_ types carry no seq and no ld."""
+    """Append the standard sender fields in 3.0.6's order; NS_ types carry no seq and no ld.
+
+    `destuuid` goes first when the message has a `dest` whose uuid we know.
+    """
     unsequenced = (msg.get("t") or "").startswith("NS_")
+    if destuuid is not None and "dest" in msg:
+        msg.add_bytes("destuuid", destuuid)
     msg.add("src", src)
     msg.add_bytes("srcuuid", uuid)
     if not unsequenced and seq is not None:

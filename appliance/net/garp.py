@@ -1,0 +1,159 @@
+"""Gratuitous ARP from a raw packet socket (spec §9.3).
+
+After taking over an address, send ARP request+reply pairs to the Ethernet
+broadcast address, as Heartbeat's send_arp does, so that neighbours and
+switches update their caches:
+
+* request: "who-has VIP tell VIP": sender = VIP/own MAC, target = VIP,
+  target MAC 00:00:00:00:00:00;
+* reply: sender = VIP/own MAC, target = VIP/own MAC.
+
+IPaddr2's defaults are 5 pairs, 200 ms apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+
+log = logging.getLogger(__name__)
+
+ETH_P_ARP = 0x0806
+ETH_P_IP = 0x0800
+ARPHRD_ETHER = 1
+ARPOP_REQUEST = 1
+ARPOP_REPLY = 2
+BROADCAST_MAC = b"\xff" * 6
+ZERO_MAC = b"\x00" * 6
+FRAME_LEN = 60  # minimum Ethernet frame without FCS
+
+_OPS = {"request": ARPOP_REQUEST, "reply": ARPOP_REPLY}
+_ETH = struct.Struct("!6s6sH")
+_ARP = struct.Struct("!HHBBH6s4s6s4s")
+
+
+def _ipv4_bytes(ip: str) -> bytes:
+    try:
+        addr = ipaddress.ip_address(str(ip).strip())
+    except ValueError:
+        raise ValueError(f"{ip!r} is not a valid IPv4 address") from None
+    if addr.version != 4:
+        raise ValueError(f"{ip} is not an IPv4 address; gratuitous ARP is IPv4 only")
+    return addr.packed
+
+
+def build_arp(sender_mac: bytes, ip: str, op: str) -> bytes:
+    """A complete, padded Ethernet frame carrying a gratuitous ARP for `ip`.
+
+    op "request": sender = ip/sender_mac, target = ip, target MAC all zeros;
+    op "reply": sender = target = ip/sender_mac. Destination is broadcast.
+    """
+    mac = bytes(sender_mac)
+    if len(mac) != 6:
+        raise ValueError(f"MAC address must be 6 bytes, got {len(mac)}")
+    if op not in _OPS:
+        raise ValueError(f"ARP op must be 'request' or 'reply', not {op!r}")
+    spa = _ipv4_bytes(ip)
+    tha = ZERO_MAC if op == "request" else mac
+    frame = _ETH.pack(BROADCAST_MAC, mac, ETH_P_ARP) + _ARP.pack(
+        ARPHRD_ETHER, ETH_P_IP, 6, 4, _OPS[op], mac, spa, tha, spa)
+    return frame.ljust(FRAME_LEN, b"\x00")
+
+
+class GarpSender:
+    """A non-blocking AF_PACKET socket bound to one interface, for sending only.
+
+    Raises OSError when the interface does not exist (ENODEV), when we lack
+    CAP_NET_RAW (EPERM), or when it is not an Ethernet interface (EINVAL).
+    """
+
+    def __init__(self, ifname: str) -> None:
+        self.ifname = ifname
+        # protocol 0: the socket receives nothing, so no input ever queues up
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            sock.bind((ifname, 0))
+            sock.setblocking(False)
+            hatype = sock.getsockname()[3]
+            if hatype != ARPHRD_ETHER:
+                raise OSError(errno.EINVAL, f"{ifname} is not an Ethernet interface "
+                                            f"(ARPHRD {hatype}); cannot send ARP")
+        except BaseException:
+            sock.close()
+            raise
+        self._sock: socket.socket | None = sock
+
+    def mac(self) -> bytes:
+        """The interface's current hardware address (re-read on every call)."""
+        if self._sock is None:
+            raise OSError(errno.EBADF, "GarpSender is closed")
+        mac = bytes(self._sock.getsockname()[4][:6])
+        if len(mac) != 6:  # the kernel unbinds the socket when the interface goes away
+            raise OSError(errno.ENODEV, f"interface {self.ifname} is gone")
+        return mac
+
+    def send_pair(self, ip: str) -> None:
+        """Send one ARP request then one ARP reply for `ip`, immediately.
+
+        Raises ValueError for a bad address, OSError when a frame cannot be
+        sent (interface down or gone, queue full).
+        """
+        mac = self.mac()
+        request = build_arp(mac, ip, "request")
+        reply = build_arp(mac, ip, "reply")
+        assert self._sock is not None
+        self._sock.send(request)
+        self._sock.send(reply)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> GarpSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def announce(ifname: str, ip: str, count: int = 5, interval: float = 0.2) -> int:
+    """Send `count` request+reply pairs `interval` seconds apart; the first at once.
+
+    Returns the number of pairs sent in full. The first pair raises on error
+    (ValueError for a bad address, OSError if the interface is missing or down).
+    Later errors are logged at debug level and show up only in the return value.
+    The socket is re-opened before the next pair, so an interface that was
+    re-created gets the rest. Never blocks the loop.
+    """
+    if count <= 0:
+        return 0
+    _ipv4_bytes(ip)
+    loop = asyncio.get_running_loop()
+    sender: GarpSender | None = GarpSender(ifname)
+    try:
+        start = loop.time()
+        sender.send_pair(ip)
+        sent = 1
+        for k in range(1, count):
+            delay = start + k * interval - loop.time()
+            await asyncio.sleep(max(0.0, delay))
+            try:
+                if sender is None:
+                    sender = GarpSender(ifname)
+                sender.send_pair(ip)
+                sent += 1
+            except OSError as exc:
+                log.debug("gratuitous ARP %d/%d for %s on %s failed: %s",
+                          k + 1, count, ip, ifname, exc)
+                if sender is not None:
+                    sender.close()
+                    sender = None
+        return sent
+    finally:
+        if sender is not None:
+            sender.close()
