@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from appliance.config.authkeys import AuthKeys
+from appliance.config.extension import Extension
 from appliance.config.hacf import HaConfig
 from appliance.config.haresources import ResourceGroup
 from appliance.core import ownership
@@ -70,7 +71,7 @@ class Daemon:
         keys: AuthKeys,
         groups: list[ResourceGroup],
         paths: Paths,
-        settings: Settings | None = None,
+        ext: Extension | None = None,
     ) -> None:
         self.cfg = cfg
         self.keys = keys
@@ -84,11 +85,13 @@ class Daemon:
             cfg.warntime_ms, cfg.initdead_ms, self.started,
         )
         self.facts: dict[str, PeerFacts] = {n: PeerFacts() for n in cfg.nodes if n != self.local}
-        settings = settings or Settings()
-        settings.script_dirs = paths.resource_dirs
-        settings.env = self._script_env()
+        ext = ext or Extension()
+        settings = Settings(
+            paths.resource_dirs, ext.start_timeout, ext.stop_timeout, ext.status_timeout,
+            ext.arp_count, ext.arp_interval, self._script_env(),
+        )
         self.executor = GroupExecutor(settings)
-        self.manager = GroupManager(groups, self.executor, self._group_changed)
+        self.manager = GroupManager(groups, self.executor, self._group_changed, ext.retry_delay)
         self.group_info = [ownership.GroupInfo(g.key, g.home) for g in groups]
         self.media = Media(cfg.media, self._on_packet)
         self.seq = 0
@@ -600,7 +603,7 @@ class Daemon:
         from appliance.cli.configload import load_all
 
         try:
-            cfg, keys, groups = load_all(self.paths, self.local)
+            cfg, keys, groups, _ext = load_all(self.paths, self.local)
         except Exception as exc:  # noqa: BLE001 - keep the running config on any error
             log.error("Reload refused, keeping the running configuration: %s", exc)
             return

@@ -40,6 +40,10 @@ class Paths:
         return os.path.join(self.etc, "haresources")
 
     @property
+    def extension(self) -> str:
+        return os.path.join(self.etc, "hb-appliance.cf")
+
+    @property
     def resource_dirs(self) -> tuple[str, ...]:
         return (os.path.join(self.etc, "resource.d"), "/etc/init.d")
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from appliance.config.authkeys import AuthKeys, load_authkeys
+from appliance.config.extension import Extension, load_extension
 from appliance.config.hacf import HaConfig, load_hacf, local_node_name
 from appliance.config.haresources import ResourceGroup, load_haresources
 from appliance.errors import ConfigError, ConfigErrors
 from appliance.paths import Paths
 
 
-def load_all(paths: Paths, local: str | None = None) -> tuple[HaConfig, AuthKeys, list[ResourceGroup]]:
+def load_all(
+    paths: Paths, local: str | None = None
+) -> tuple[HaConfig, AuthKeys, list[ResourceGroup], Extension]:
     """All errors of all three files at once, so the operator fixes them in one go."""
     errors: list[ConfigError] = []
     local = local or local_node_name(paths.etc)
@@ -27,7 +30,12 @@ def load_all(paths: Paths, local: str | None = None) -> tuple[HaConfig, AuthKeys
         groups = load_haresources(paths.haresources, cfg.nodes if cfg else None)
     except ConfigErrors as exc:
         errors += exc.errors
+    ext = Extension()
+    try:
+        ext = load_extension(paths.extension)
+    except ConfigErrors as exc:
+        errors += exc.errors
     if errors:
         raise ConfigErrors(errors)
     assert cfg is not None and keys is not None
-    return cfg, keys, groups
+    return cfg, keys, groups, ext

@@ -53,7 +53,7 @@ def run(args: list[str]) -> int:
     from appliance.cli.configload import load_all
 
     try:
-        cfg, keys, groups = load_all(paths)
+        cfg, keys, groups, ext = load_all(paths)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"ERROR: {line}", file=sys.stderr)
@@ -70,10 +70,10 @@ def run(args: list[str]) -> int:
         return 0
     if not opts.f and not _daemonize(paths):
         return 0            # the parent: the child carries on
-    return _serve(cfg, keys, groups, paths, opts.d, foreground=opts.f)
+    return _serve(cfg, keys, groups, ext, paths, opts.d, foreground=opts.f)
 
 
-def _serve(cfg, keys, groups, paths: Paths, debug: int, foreground: bool) -> int:
+def _serve(cfg, keys, groups, ext, paths: Paths, debug: int, foreground: bool) -> int:
     import asyncio
 
     from appliance import logsetup
@@ -85,7 +85,7 @@ def _serve(cfg, keys, groups, paths: Paths, debug: int, foreground: bool) -> int
     )
     _write_pidfile(paths)
     try:
-        daemon = Daemon(cfg, keys, groups, paths)
+        daemon = Daemon(cfg, keys, groups, paths, ext)
         return asyncio.run(daemon.run())
     except Exception:
         logging.getLogger(logsetup.LOGGER).exception("heartbeat: fatal internal error")

@@ -31,7 +31,9 @@ class GroupManager:
         groups: list[ResourceGroup],
         executor: GroupExecutor,
         on_change: Callable[[str, str, Outcome | None], None],
+        retry_delay: float = RETRY_DELAY,
     ) -> None:
+        self.retry_delay = retry_delay
         self.groups = {g.key: g for g in groups}
         self.order = [g.key for g in groups]
         self.executor = executor
@@ -118,7 +120,7 @@ class GroupManager:
         else:
             self.state[key] = STOPPED
             self.failed.add(key)
-            self.not_before[key] = time.monotonic() + RETRY_DELAY
+            self.not_before[key] = time.monotonic() + self.retry_delay
             log.error("Resource group %s failed to start: %s", key, outcome.detail)
         self.on_change(key, self.state[key], outcome)
 
