@@ -239,3 +239,45 @@ def test_watchdog_and_systemd_notify(lab_factory) -> None:
         os.close(wd)
         sd.close()
         c.stop_all()
+
+
+def test_reload_with_bad_config_keeps_running_config(pair: Cluster) -> None:
+    c = pair
+    for n in c.names:
+        c.start(n)
+    c.wait_holders(["server1"])
+    node = c.lab.node("server1")
+    node.write("/etc/ha.d/haresources", "nosuchnode 192.168.56.210 httpd\n")
+    assert node.run([c.binary, "-r"]).returncode == 0
+    for _ in range(50):
+        if "Reload refused" in c.log("server1"):
+            break
+        time.sleep(0.1)
+    assert "Reload refused" in c.log("server1") and "nosuchnode" in c.log("server1")
+    assert c.holders() == ["server1"] and c.daemon_pids("server1")
+    c.lab.client.wait_for(VIP, "server1", timeout=5)
+
+
+def test_late_heartbeat_warning_and_heartbeat_label(pair: Cluster) -> None:
+    c = pair
+    for n in c.names:
+        c.start(n)
+    c.wait_holders(["server1"])
+    c.wait_status("server1", "server2", "active")
+    # Heartbeat-style alias label on the floating address.
+    addrs = json.loads(c.lab.node("server1").run(["ip", "-j", "addr", "show", "dev", "eth0"]).stdout)
+    infos = [a for a in addrs[0]["addr_info"] if a.get("local") == VIP]
+    assert infos and infos[0]["label"] == "eth0:0" and infos[0]["prefixlen"] == 24
+    assert infos[0]["broadcast"] == "192.168.56.255"
+    # Freeze server2 longer than warntime (1 s) but shorter than deadtime (2 s).
+    pid = c.daemon_pids("server2")[0]
+    os.kill(pid, 19)   # SIGSTOP
+    time.sleep(1.4)
+    os.kill(pid, 18)   # SIGCONT
+    for _ in range(50):
+        if "Late heartbeat: Node server2" in c.log("server1"):
+            break
+        time.sleep(0.1)
+    assert "Late heartbeat: Node server2: interval" in c.log("server1")
+    assert "node server2: is dead" not in c.log("server1")
+    assert c.holders() == ["server1"]
