@@ -23,10 +23,13 @@ from appliance.config.haresources import ResourceGroup
 from appliance.core import ownership
 from appliance.core.membership import ACCEPT, DUPLICATE, Change, Membership
 from appliance.errors import DecodeError
+from appliance.host import script_env, set_realtime
+from appliance.net.linkwatch import LinkWatch
 from appliance.net.media import Media
 from appliance.paths import Paths, next_generation, node_uuid
 from appliance.rsc.group import GroupExecutor, Settings
 from appliance.rsc.manager import GroupManager
+from appliance.statusview import serve_control
 from appliance.watchdog import HardwareWatchdog, SystemdNotify
 from appliance.wire import auth, catalog
 from appliance.wire.message import MAX_PACKET, Message, decode_packet
@@ -88,7 +91,7 @@ class Daemon:
         ext = ext or Extension()
         settings = Settings(
             paths.resource_dirs, ext.start_timeout, ext.stop_timeout, ext.status_timeout,
-            ext.arp_count, ext.arp_interval, self._script_env(),
+            ext.arp_count, ext.arp_interval, script_env(cfg, self.local, paths),
         )
         self.executor = GroupExecutor(settings)
         self.manager = GroupManager(groups, self.executor, self._group_changed, ext.retry_delay)
@@ -107,7 +110,7 @@ class Daemon:
         self.standby_scope = ""
         self.standby_epoch = 0
         self.max_epoch = 0
-        self.carrier: dict[str, bool] = {i: True for i in self.media.interfaces()}
+        self.links = LinkWatch(self.media.interfaces(), self._carrier_changed, self._address_lost)
         self.last_decisions: dict[str, ownership.Decision] = {}
         self.conflicts: dict[str, frozenset[str]] = {}
         self.initial_done = False
@@ -116,7 +119,6 @@ class Daemon:
         self._stop_event: asyncio.Event | None = None
         self._reconcile_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._linkmon = None
         self._server: asyncio.AbstractServer | None = None
         self._beat: asyncio.Future | None = None
 
@@ -131,10 +133,10 @@ class Daemon:
         if new:
             log.info("No uuid found for current node - generating a new uuid.")
         log.info("Configuration validated. Starting heartbeat %s", _version())
-        self._realtime()
+        set_realtime(self.cfg)
         self.media.open(self._loop)
-        self._open_linkmon()
-        await self._open_control()
+        self.links.open(self._loop)
+        self._server = await serve_control(self.paths.control_socket, self)
         if self.watchdog:
             self.watchdog.open()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -176,48 +178,11 @@ class Daemon:
 
     def _close(self) -> None:
         self.media.close()
-        if self._linkmon is not None:
-            self._linkmon.close()
+        self.links.close()
         if self._server is not None:
             self._server.close()
         try:
             os.unlink(self.paths.control_socket)
-        except OSError:
-            pass
-
-    def _script_env(self) -> dict[str, str]:
-        """What 3.0.6 exports to resource scripts (spec §8.9), plus ha.cf `env` lines."""
-        cfg = self.cfg
-        env = {f"HA_{k}": v for k, v in cfg.env.items()}
-        env.update(
-            HA_CURHOST=self.local,
-            HA_LOGD="yes" if cfg.use_logd else "no",
-            HA_LOGFILE=cfg.logfile or "",
-            HA_DEBUGLOG=cfg.debugfile or "",
-            HA_LOGFACILITY=cfg.logfacility or "",
-            HA_RSCTMP=os.path.join(self.paths.run, "rsctmp"),
-        )
-        if cfg.auto_failback != "legacy":
-            env["HA_NICEFAILBACK"] = "yes"
-        if cfg.debug:
-            env["HA_debug"] = str(cfg.debug)
-        return env
-
-    def _realtime(self) -> None:
-        if not self.cfg.realtime:
-            return
-        prio = self.cfg.rtprio or max(1, os.sched_get_priority_max(os.SCHED_RR) // 2)
-        try:
-            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
-            log.info("Scheduling priority set to SCHED_RR %d", prio)
-        except (OSError, AttributeError) as exc:
-            log.warning("Cannot set realtime scheduling: %s", exc)
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.mlockall(3) != 0:   # MCL_CURRENT | MCL_FUTURE
-                log.error("Unable to lock pid %d in memory", os.getpid())
         except OSError:
             pass
 
@@ -239,7 +204,7 @@ class Daemon:
                 self._handle_changes(self.mem.tick(now), now)
                 self._progress_startup(now)
                 self._send_rexmits(now)
-                self._poll_carrier()
+                self.links.poll()
                 self._reconcile()
             except Exception:  # noqa: BLE001 - the loop must survive our own bugs
                 log.exception("internal error in the check loop")
@@ -465,7 +430,9 @@ class Daemon:
             self.seq += 1
             seq = self.seq
         if mtype == "status":
-            catalog.with_facts(msg, self.manager.held(), self.ready, self._standby_text(), sorted(self.manager.failed))
+            catalog.with_facts(
+                msg, self.manager.held(), self.ready, self._standby_text(), sorted(self.manager.failed)
+            )
         dest = msg.get("dest")
         peer = self.mem.peers.get(dest) if dest else None
         catalog.stamp(
@@ -528,7 +495,7 @@ class Daemon:
             if name == self.local:
                 views[name] = ownership.NodeView(
                     name, alive=True, ready=self.ready and not self.stopping,
-                    link_ok=any(self.carrier.values()) if self.carrier else True,
+                    link_ok=self.links.any_up,
                     held=frozenset(self.manager.held()), failed=frozenset(self.manager.failed),
                     standby_scope=self.standby_scope, standby_epoch=self.standby_epoch,
                 )
@@ -558,12 +525,11 @@ class Daemon:
                 log.info("%s", d.reason)
             self.last_decisions[d.key] = d
             if d.action == "reassert":
-                claim = frozenset(c for c in ownership.claimants(
-                    ownership.GroupInfo(d.key, self.manager.groups[d.key].home), self.facts_now(now), self.local))
-                if claim - self.conflicts.get(d.key, frozenset()):
+                # A new rival claim: our address may be cached at the wrong MAC; announce again.
+                if set(d.rivals) - self.conflicts.get(d.key, frozenset()):
                     for rsc in self.manager.groups[d.key].resources:
                         self.executor.reannounce(rsc)
-                self.conflicts[d.key] = claim
+                self.conflicts[d.key] = frozenset(d.rivals)
             else:
                 self.conflicts.pop(d.key, None)
         self.manager.apply(decisions)
@@ -613,42 +579,8 @@ class Daemon:
         log.info("Configuration reloaded (authkeys applied)")
         self.sd.notify("READY=1")
 
-    # ================================================================= link monitoring
-    def _open_linkmon(self) -> None:
-        try:
-            from appliance.net.linkmon import LinkMonitor
-
-            self._linkmon = LinkMonitor()
-            assert self._loop is not None
-            self._loop.add_reader(self._linkmon.fileno(), self._on_link_events)
-        except Exception as exc:  # noqa: BLE001 - fall back to polling carrier
-            log.warning("netlink monitor unavailable (%s): polling link state", exc)
-            self._linkmon = None
-        self._poll_carrier(force=True)
-
-    def _on_link_events(self) -> None:
-        from appliance.net.linkmon import AddrEvent, LinkEvent
-
-        assert self._linkmon is not None
-        for ev in self._linkmon.read_events():
-            if isinstance(ev, LinkEvent) and ev.ifname in self.carrier:
-                self._set_carrier(ev.ifname, ev.carrier and ev.admin_up)
-            elif isinstance(ev, AddrEvent) and not ev.added:
-                self._address_lost(ev.address)
-
-    def _poll_carrier(self, force: bool = False) -> None:
-        if self._linkmon is not None and not force:
-            return
-        from appliance.net import ipaddr
-
-        for ifname in self.carrier:
-            st = ipaddr.link_state(ifname)
-            self._set_carrier(ifname, bool(st and st[0] and st[1]))
-
-    def _set_carrier(self, ifname: str, up: bool) -> None:
-        if self.carrier.get(ifname) == up:
-            return
-        self.carrier[ifname] = up
+    # ================================================================= link events
+    def _carrier_changed(self, ifname: str, up: bool) -> None:
         if up:
             log.info("Link %s:%s up (carrier back).", self.local, ifname)
         else:
@@ -661,32 +593,9 @@ class Daemon:
                 continue
             for rsc in self.manager.groups[key].resources:
                 if rsc.ip is not None and rsc.ip.address == address:
-                    log.warning("IP address %s of group %s was removed behind our back: restoring", address, key)
+                    log.warning("IP address %s of group %s was removed behind our back: restoring",
+                                address, key)
                     self.manager.restore(key)
-
-    # ================================================================= control socket
-    async def _open_control(self) -> None:
-        path = self.paths.control_socket
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        self._server = await asyncio.start_unix_server(self._client, path)
-        os.chmod(path, 0o660)
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        from appliance.statusview import handle_request
-
-        try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            reply = handle_request(self, line)
-            writer.write(reply + b"\n")
-            await writer.drain()
-        except Exception as exc:  # noqa: BLE001 - a bad client must not hurt the daemon
-            log.debug("control client error: %r", exc)
-        finally:
-            writer.close()
 
 
 _HANDLERS = {

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from appliance.daemon import Daemon
+
+log = logging.getLogger("heartbeat")
 
 
 def snapshot(d: Daemon) -> dict[str, Any]:
@@ -14,7 +19,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
     for name in d.cfg.nodes:
         p = d.mem.peers[name]
         if name == d.local:
-            links = {i: ("up" if d.carrier.get(i, True) else "dead") for i in d.media.interfaces()}
+            links = {i: ("up" if d.links.carrier.get(i, True) else "dead") for i in d.media.interfaces()}
         else:
             links = {i: ("up" if p.link_up.get(i) else "dead") for i in d.media.interfaces()}
         nodes.append({"name": name, "state": p.state, "type": "normal", "links": links})
@@ -54,3 +59,26 @@ def handle_request(d: Daemon, line: bytes) -> bytes:
         text = d.standby(scope) if cmd == "standby" else d.takeover(scope)
         return json.dumps({"ok": True, "result": text}).encode()
     return json.dumps({"ok": False, "error": f"unknown command {cmd}"}).encode()
+
+
+async def serve_control(path: str, d: Daemon) -> asyncio.AbstractServer:
+    """The tools' socket: one JSON request line, one JSON reply line, then close."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            writer.write(handle_request(d, line) + b"\n")
+            await writer.drain()
+        except Exception as exc:  # noqa: BLE001 - a bad client must not hurt the daemon
+            log.debug("control client error: %r", exc)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(client, path)
+    os.chmod(path, 0o660)
+    return server

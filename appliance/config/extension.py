@@ -46,17 +46,20 @@ def load_extension(path: str) -> Extension:
         conf = ConfigObj(path, configspec=SPEC, file_error=True, raise_errors=False)
     except (ConfigObjError, OSError) as exc:
         line = getattr(exc, "line_number", None)
-        raise ConfigErrors([ConfigError(path, line, f"cannot parse: {exc}", "INI-style `key = value` lines")]) from None
+        hint = "INI-style `key = value` lines under [section] headers"
+        raise ConfigErrors([ConfigError(path, line, f"cannot parse: {exc}", hint)]) from None
     result = conf.validate(Validator(), preserve_errors=True)
     errors: list[ConfigError] = []
     if result is not True:
         for sections, key, err in flatten_errors(conf, result):
             where = "/".join([*sections, key or ""]).rstrip("/")
-            errors.append(ConfigError(path, None, f"[{where}]: {err or 'missing section'}", "see the man page"))
+            text = f"[{where}]: {err or 'missing section'}"
+            errors.append(ConfigError(path, None, text, "see README: extension file"))
     known = {"resources", "announce"}
     for section in conf:
         if section not in known:
-            errors.append(ConfigError(path, None, f"unknown section [{section}]", f"known: {', '.join(sorted(known))}"))
+            hint = f"known: {', '.join(sorted(known))}"
+            errors.append(ConfigError(path, None, f"unknown section [{section}]", hint))
     for section in known & set(conf):
         spec_keys = set(conf.configspec[section]) if section in conf.configspec else set()
         for key in conf[section]:

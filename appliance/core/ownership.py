@@ -55,6 +55,7 @@ class Decision:
     action: str          # "acquire" | "release" | "keep" | "reassert" | "wait" | "none"
     owner: str | None    # who should hold it, by the rule
     reason: str
+    rivals: tuple[str, ...] = ()   # other live nodes claiming it (reassert / wait)
 
 
 @dataclass
@@ -134,7 +135,8 @@ def decide_group(group: GroupInfo, facts: Facts) -> Decision:
             why = "our heartbeat link is down" if not me.link_ok else "we are not eligible"
             return Decision(group.key, "release", owner, f"{why}; releasing {group.key}")
         who = owner or "nobody"
-        return Decision(group.key, "release", owner, f"{who} should hold {group.key} ({_why(group, facts, owner)})")
+        why = _why(group, facts, owner)
+        return Decision(group.key, "release", owner, f"{who} should hold {group.key} ({why})")
     if mine:
         if others:
             return Decision(
@@ -145,7 +147,9 @@ def decide_group(group: GroupInfo, facts: Facts) -> Decision:
     if owner != facts.local:
         return Decision(group.key, "none", owner, f"{owner or 'nobody'} should hold {group.key}")
     if others:
-        return Decision(group.key, "wait", owner, f"waiting for {', '.join(others)} to release {group.key}")
+        return Decision(
+            group.key, "wait", owner, f"waiting for {', '.join(others)} to release {group.key}", tuple(others)
+        )
     pending = _better_pending(group, facts)
     if pending:
         return Decision(group.key, "wait", owner, f"waiting for {pending} (better ranked) to finish starting")

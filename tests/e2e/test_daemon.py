@@ -93,7 +93,8 @@ def test_resource_start_failure_moves_group(lab_factory) -> None:
         log1 = c.log("server1")
         assert "failed to start" in log1
         # The group was stopped in reverse order on server1: httpd is down there.
-        assert "httpd is stopped" in c.lab.node("server1").run(["/etc/ha.d/resource.d/httpd", "status"], check=False).stdout
+        status = c.lab.node("server1").run(["/etc/ha.d/resource.d/httpd", "status"], check=False)
+        assert "httpd is stopped" in status.stdout
     finally:
         c.stop_all()
 
@@ -102,10 +103,10 @@ def test_hanging_script_times_out_and_peer_takes_over(lab_factory) -> None:
     c = two_nodes(lab_factory, haresources=f"server1 {VIP} hang\n")
     try:
         c.lab.node("server1").write("/etc/ha.d/hb-appliance.cf", "[resources]\nstart_timeout = 1.5\n")
-        c.lab.node("server1").write("/etc/ha.d/resource.d/hang", "#!/bin/sh\n[ \"$1\" = start ] && sleep 600\n"
-                                    "[ \"$1\" = status ] && echo stopped\nexit 0\n", mode=0o755)
-        c.lab.node("server2").write("/etc/ha.d/resource.d/hang", "#!/bin/sh\n[ \"$1\" = status ] && echo stopped"
-                                    "\nexit 0\n", mode=0o755)
+        hang = '#!/bin/sh\n[ "$1" = start ] && sleep 600\n[ "$1" = status ] && echo stopped\nexit 0\n'
+        c.lab.node("server1").write("/etc/ha.d/resource.d/hang", hang, mode=0o755)
+        quiet = '#!/bin/sh\n[ "$1" = status ] && echo stopped\nexit 0\n'
+        c.lab.node("server2").write("/etc/ha.d/resource.d/hang", quiet, mode=0o755)
         for n in c.names:
             c.start(n)
         c.wait_holders(["server2"], timeout=30)

@@ -1,0 +1,48 @@
+"""Process-level set-up of the daemon: realtime scheduling, memory locking, children's environment."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+from appliance.config.hacf import HaConfig
+from appliance.paths import Paths
+
+log = logging.getLogger("heartbeat")
+
+
+def script_env(cfg: HaConfig, local: str, paths: Paths) -> dict[str, str]:
+    """What 3.0.6 exports to resource scripts (spec §8.9), plus ha.cf `env` lines."""
+    env = {f"HA_{k}": v for k, v in cfg.env.items()}
+    env.update(
+        HA_CURHOST=local,
+        HA_LOGD="yes" if cfg.use_logd else "no",
+        HA_LOGFILE=cfg.logfile or "",
+        HA_DEBUGLOG=cfg.debugfile or "",
+        HA_LOGFACILITY=cfg.logfacility or "",
+        HA_RSCTMP=os.path.join(paths.run, "rsctmp"),
+    )
+    if cfg.auto_failback != "legacy":
+        env["HA_NICEFAILBACK"] = "yes"
+    if cfg.debug:
+        env["HA_debug"] = str(cfg.debug)
+    return env
+
+
+def set_realtime(cfg: HaConfig) -> None:
+    """SCHED_RR and mlockall, as Heartbeat's `realtime` does; failures are only logged."""
+    if not cfg.realtime:
+        return
+    prio = cfg.rtprio or max(1, os.sched_get_priority_max(os.SCHED_RR) // 2)
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+        log.info("Scheduling priority set to SCHED_RR %d", prio)
+    except (OSError, AttributeError) as exc:
+        log.warning("Cannot set realtime scheduling: %s", exc)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mlockall(3) != 0:   # MCL_CURRENT | MCL_FUTURE
+            log.error("Unable to lock pid %d in memory", os.getpid())
+    except OSError:
+        pass
