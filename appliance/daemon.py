@@ -22,6 +22,7 @@ from appliance.config.hacf import HaConfig
 from appliance.config.haresources import ResourceGroup
 from appliance.core import ownership
 from appliance.core.membership import ACCEPT, DUPLICATE, Change, Membership
+from appliance.core.peerfacts import PeerFacts, learn_306_done, learn_306_resource, learn_ours
 from appliance.errors import DecodeError
 from appliance.host import script_env, set_realtime
 from appliance.net.linkwatch import LinkWatch
@@ -38,20 +39,8 @@ log = logging.getLogger("heartbeat")
 
 HISTORY = 500            # sent messages kept for retransmission (3.0.6's ring size)
 REXMIT_TRIES = 10
+LEGACY_START_GRACE = 12.0
 START_WAIT_MIN = 1.0     # how long a starting node waits for `resource` replies at most (floor)
-
-
-@dataclass
-class PeerFacts:
-    """What a peer told us about its groups (our hba_* fields, or 3.0.6's rsc_hold)."""
-
-    held: frozenset[str] = frozenset()
-    ready: bool = False
-    failed: frozenset[str] = frozenset()
-    standby_scope: str = ""
-    standby_epoch: int = 0
-    replied_at: float = 0.0          # last `resource` message
-    first_heard: float | None = None
 
 
 @dataclass
@@ -96,6 +85,9 @@ class Daemon:
         self.executor = GroupExecutor(settings)
         self.manager = GroupManager(groups, self.executor, self._group_changed, ext.retry_delay)
         self.group_info = [ownership.GroupInfo(g.key, g.home) for g in groups]
+        self.group_homes = [(g.key, g.home) for g in groups]
+        self.owe_done: dict[str, str] = {}       # 3.0.6 peer -> scope it handed us, to confirm
+        self.handing_over = ""                   # scope of our own hand-over to a 3.0.6 peer
         self.media = Media(cfg.media, self._on_packet)
         self.seq = 0
         self.generation = 0
@@ -323,7 +315,8 @@ class Daemon:
     def _on_status(self, src: str, msg: Message, now: float) -> None:
         st = msg.get("st") or ""
         self._handle_changes(self.mem.status(src, st, _hex(msg.get("dt")), now), now)
-        self._learn_facts(src, msg, now)
+        if not self._learn_facts(src, msg):
+            self.facts[src].legacy = True
 
     def _on_starting(self, src: str, msg: Message, now: float) -> None:
         f = self.facts[src]
@@ -339,19 +332,25 @@ class Daemon:
             f.ready = False
             log.info("%s is shutting down: waiting for it to release its resources", src)
             return
-        if not self._learn_facts(src, msg, now):
-            # A Heartbeat 3.0.6 peer: infer from rsc_hold (named from the sender's side).
-            mask = catalog.rsc_hold_mask(msg.get("rsc_hold"))
-            f.held = frozenset(
-                g.key for g in self.groups
-                if (mask & 1 and g.home == src) or (mask & 2 and g.home != src)
-            )
-            f.ready = f.ready or msg.get("isstable") == "1"
+        if not self._learn_facts(src, msg):
+            learn_306_resource(f, msg, src, self.group_homes)
+
+    def _on_ask_resources(self, src: str, msg: Message, now: float) -> None:
+        """3.0.6's hand-over exchange (spec §8.3): me -> other -> done -> done."""
+        info, scope = msg.get("info"), msg.get("rsc_hold") or "all"
+        if info == "me":
+            # The peer wants to give groups away: agree, our ownership core does the rest.
+            if self.ready and not self.stopping:
+                self._send(catalog.ask_resources(scope, "other"))
+        elif info == "done":
+            released = learn_306_done(self.facts[src], msg, src, self.group_homes)
+            if released:
+                log.info("%s released %s", src, " ".join(sorted(released)))
+                self.owe_done[src] = scope
 
     def _on_shutdone(self, src: str, msg: Message, now: float) -> None:
         log.info("Received shutdown notice from '%s'.", src)
-        f = self.facts[src]
-        f.held, f.ready, f.first_heard = frozenset(), False, None
+        self.facts[src].forget()
         self._handle_changes(self.mem.mark_dead(src, "shutdown", departed=True), now)
 
     def _on_hb_takeover(self, src: str, msg: Message, now: float) -> None:
@@ -381,16 +380,10 @@ class Daemon:
     def _on_reqnodes(self, src: str, msg: Message, now: float) -> None:
         self._send(catalog.repnodes(src, self.cfg.nodes))
 
-    def _learn_facts(self, src: str, msg: Message, now: float) -> bool:
-        held = msg.get(catalog.X_HELD)
-        if held is None:
-            return False
+    def _learn_facts(self, src: str, msg: Message) -> bool:
         f = self.facts[src]
-        f.held = frozenset(held.split())
-        f.ready = msg.get(catalog.X_READY) == "1"
-        f.failed = frozenset((msg.get(catalog.X_FAILED) or "").split())
-        scope, _, epoch = (msg.get(catalog.X_STANDBY) or "").partition(" ")
-        f.standby_scope, f.standby_epoch = scope, _int(epoch) or 0
+        if not learn_ours(f, msg):
+            return False
         self.max_epoch = max(self.max_epoch, f.standby_epoch)
         return True
 
@@ -402,7 +395,7 @@ class Daemon:
                     log.warning("node %s: is dead", ch.node)
                     f = self.facts.get(ch.node)
                     if f is not None:
-                        f.held, f.ready, f.first_heard = frozenset(), False, None
+                        f.forget()
                     for key in [k for k in self.rexmits if k[0] == ch.node]:
                         del self.rexmits[key]
                 else:
@@ -411,8 +404,7 @@ class Daemon:
                 log.info("Link %s:%s %s.", ch.node, ch.detail, ch.new)
             elif ch.kind == "restart":
                 log.info("Heartbeat restart on node %s", ch.node)
-                f = self.facts[ch.node]
-                f.held, f.ready, f.first_heard = frozenset(), False, now
+                self.facts[ch.node].forget(now)
             elif ch.kind == "late":
                 log.warning("Late heartbeat: Node %s: interval %s ms", ch.node, ch.detail)
             elif ch.kind == "gap":
@@ -475,8 +467,12 @@ class Daemon:
         self._send(catalog.status(self._wire_state(), self._dt()))
 
     def _rsc_hold(self) -> str:
+        return self._hold_name(self.manager.held())
+
+    def _hold_name(self, keys: list[str]) -> str:
+        """rsc_hold from our side: local = groups homed here, foreign = the others."""
         mask = 0
-        for key in self.manager.held():
+        for key in keys:
             mask |= 1 if self.manager.groups[key].home == self.local else 2
         return catalog.rsc_hold_name(mask)
 
@@ -507,6 +503,8 @@ class Daemon:
                 held=f.held if alive else frozenset(), failed=f.failed,
                 standby_scope=f.standby_scope, standby_epoch=f.standby_epoch,
                 pending_since=f.first_heard if alive and not f.ready else None,
+                # A 3.0.6 node negotiates for up to RQSTDELAY (10 s) before it settles.
+                grace=LEGACY_START_GRACE if f.legacy else 0.0,
             )
         return ownership.Facts(
             self.cfg.nodes, views, self.local, self.cfg.auto_failback, now,
@@ -532,13 +530,42 @@ class Daemon:
                 self.conflicts[d.key] = frozenset(d.rivals)
             else:
                 self.conflicts.pop(d.key, None)
+        self._start_handover(decisions)
         self.manager.apply(decisions)
         if not self.initial_done and not self.manager.busy():
             self.initial_done = True
             log.info("Initial resource acquisition complete")
 
+    def _start_handover(self, decisions: list[ownership.Decision]) -> None:
+        """Before giving groups away, say so the 3.0.6 way so a real peer will take them."""
+        releasing = [
+            d.key for d in decisions
+            if d.action == "release" and not self.manager.in_transition(d.key)
+            and self.manager.state[d.key] in ("running", "stop_failed")
+        ]
+        if not releasing or self.handing_over or not self._legacy_peer_alive():
+            return
+        self.handing_over = self._hold_name(releasing)
+        self._send(catalog.ask_resources(self.handing_over, "me"))
+        keep = [k for k in self.manager.held() if k not in releasing]
+        self._send(catalog.resource(self._hold_name(keep), False, "standby"))
+
+    def _legacy_peer_alive(self) -> bool:
+        return any(f.legacy and self.mem.peers[n].alive for n, f in self.facts.items())
+
+    def _finish_handovers(self) -> None:
+        if self.manager.busy():
+            return
+        if self.handing_over:
+            self._send(catalog.ask_resources(self.handing_over, "done"))
+            self.handing_over = ""
+        for scope in self.owe_done.values():
+            self._send(catalog.ask_resources(scope, "done"))
+        self.owe_done.clear()
+
     def _group_changed(self, key: str, state: str, outcome) -> None:
         if outcome is not None:
+            self._finish_handovers()
             self._announce()
             if outcome.ok and state == "running" and self._took_from_dead(key):
                 log.info("mach_down takeover complete for %s.", key)
@@ -604,6 +631,7 @@ _HANDLERS = {
     "resource": Daemon._on_resource,
     "shutdone": Daemon._on_shutdone,
     "hb_takeover": Daemon._on_hb_takeover,
+    "ask_resources": Daemon._on_ask_resources,
     "NS_rexmit": Daemon._on_rexmit,
     "NS_nak_rexmit": Daemon._on_nak,
     "reqnodes": Daemon._on_reqnodes,

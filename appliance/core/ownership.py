@@ -41,6 +41,7 @@ class NodeView:
     standby_scope: str = ""      # "", "all", "local", "foreign"
     standby_epoch: int = 0
     pending_since: float | None = None   # alive but not ready yet, since when
+    grace: float = 0.0                   # wait this long for it to finish starting (0 = default)
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def _better_pending(group: GroupInfo, facts: Facts) -> str | None:
         v = facts.views.get(name)
         if v is None or not v.alive or v.ready or v.pending_since is None:
             continue
-        if facts.now - v.pending_since < facts.start_grace:
+        if facts.now - v.pending_since < max(facts.start_grace, v.grace):
             return name
     return None
 
