@@ -16,13 +16,14 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from appliance.compat306 import Compat306
 from appliance.config.authkeys import AuthKeys
 from appliance.config.extension import Extension
 from appliance.config.hacf import HaConfig
 from appliance.config.haresources import ResourceGroup
 from appliance.core import ownership
 from appliance.core.membership import ACCEPT, DUPLICATE, Change, Membership
-from appliance.core.peerfacts import PeerFacts, learn_306_done, learn_306_resource, learn_ours
+from appliance.core.peerfacts import PeerFacts, learn_306_resource, learn_ours
 from appliance.errors import DecodeError
 from appliance.host import script_env, set_realtime
 from appliance.net.linkwatch import LinkWatch
@@ -56,7 +57,7 @@ class Counters:
     dropped: collections.Counter = field(default_factory=collections.Counter)
 
 
-class Daemon:
+class Daemon(Compat306):
     def __init__(
         self,
         cfg: HaConfig,
@@ -88,6 +89,8 @@ class Daemon:
         self.group_homes = [(g.key, g.home) for g in groups]
         self.owe_done: dict[str, str] = {}       # 3.0.6 peer -> scope it handed us, to confirm
         self.handing_over = ""                   # scope of our own hand-over to a 3.0.6 peer
+        self.ip_requests: dict[str, str] = {}    # legacy mode: group -> 3.0.6 node waiting for it
+        self.legacy_mode = cfg.auto_failback == "legacy"
         self.media = Media(cfg.media, self._on_packet)
         self.seq = 0
         self.generation = 0
@@ -223,7 +226,8 @@ class Daemon:
             self._send(catalog.status("active", self._dt()))
             self._adopt_running()
             self.starting_at = now
-            self._send(catalog.starting())
+            if not self.legacy_mode:      # 3.0.6's legacy mode has no start-up negotiation
+                self._send(catalog.starting())
         if self.phase == "starting":
             wait = max(START_WAIT_MIN, 2 * self.cfg.keepalive_ms / 1000.0)
             alive = [n for n in self.mem.alive_nodes() if n != self.local]
@@ -232,6 +236,8 @@ class Daemon:
                 self.ready = True
                 self._set_phase("ready")
                 self._announce()
+                if self.legacy_mode:
+                    self._request_home_groups()
 
     def _adopt_running(self) -> None:
         """Groups whose IP is already on this node (daemon killed and restarted) are claimed."""
@@ -322,7 +328,8 @@ class Daemon:
         f = self.facts[src]
         f.ready = False
         f.first_heard = now
-        self._send(catalog.resource(self._rsc_hold(), self.ready))
+        if not self.legacy_mode:
+            self._send(catalog.resource(self._rsc_hold(), self.ready))
 
     def _on_resource(self, src: str, msg: Message, now: float) -> None:
         f = self.facts[src]
@@ -334,19 +341,6 @@ class Daemon:
             return
         if not self._learn_facts(src, msg):
             learn_306_resource(f, msg, src, self.group_homes)
-
-    def _on_ask_resources(self, src: str, msg: Message, now: float) -> None:
-        """3.0.6's hand-over exchange (spec §8.3): me -> other -> done -> done."""
-        info, scope = msg.get("info"), msg.get("rsc_hold") or "all"
-        if info == "me":
-            # The peer wants to give groups away: agree, our ownership core does the rest.
-            if self.ready and not self.stopping:
-                self._send(catalog.ask_resources(scope, "other"))
-        elif info == "done":
-            released = learn_306_done(self.facts[src], msg, src, self.group_homes)
-            if released:
-                log.info("%s released %s", src, " ".join(sorted(released)))
-                self.owe_done[src] = scope
 
     def _on_shutdone(self, src: str, msg: Message, now: float) -> None:
         log.info("Received shutdown notice from '%s'.", src)
@@ -462,8 +456,8 @@ class Daemon:
             sent += 1
 
     def _announce(self) -> None:
-        info = None
-        self._send(catalog.resource(self._rsc_hold(), self.ready and not self.manager.busy(), info))
+        if not self.legacy_mode:
+            self._send(catalog.resource(self._rsc_hold(), self.ready and not self.manager.busy()))
         self._send(catalog.status(self._wire_state(), self._dt()))
 
     def _rsc_hold(self) -> str:
@@ -536,33 +530,6 @@ class Daemon:
             self.initial_done = True
             log.info("Initial resource acquisition complete")
 
-    def _start_handover(self, decisions: list[ownership.Decision]) -> None:
-        """Before giving groups away, say so the 3.0.6 way so a real peer will take them."""
-        releasing = [
-            d.key for d in decisions
-            if d.action == "release" and not self.manager.in_transition(d.key)
-            and self.manager.state[d.key] in ("running", "stop_failed")
-        ]
-        if not releasing or self.handing_over or not self._legacy_peer_alive():
-            return
-        self.handing_over = self._hold_name(releasing)
-        self._send(catalog.ask_resources(self.handing_over, "me"))
-        keep = [k for k in self.manager.held() if k not in releasing]
-        self._send(catalog.resource(self._hold_name(keep), False, "standby"))
-
-    def _legacy_peer_alive(self) -> bool:
-        return any(f.legacy and self.mem.peers[n].alive for n, f in self.facts.items())
-
-    def _finish_handovers(self) -> None:
-        if self.manager.busy():
-            return
-        if self.handing_over:
-            self._send(catalog.ask_resources(self.handing_over, "done"))
-            self.handing_over = ""
-        for scope in self.owe_done.values():
-            self._send(catalog.ask_resources(scope, "done"))
-        self.owe_done.clear()
-
     def _group_changed(self, key: str, state: str, outcome) -> None:
         if outcome is not None:
             self._finish_handovers()
@@ -632,6 +599,8 @@ _HANDLERS = {
     "shutdone": Daemon._on_shutdone,
     "hb_takeover": Daemon._on_hb_takeover,
     "ask_resources": Daemon._on_ask_resources,
+    "ip-request": Daemon._on_ip_request,
+    "ip-request-resp": Daemon._on_ip_request_resp,
     "NS_rexmit": Daemon._on_rexmit,
     "NS_nak_rexmit": Daemon._on_nak,
     "reqnodes": Daemon._on_reqnodes,

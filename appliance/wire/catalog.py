@@ -53,6 +53,14 @@ def hb_takeover(rsc_hold: str) -> Message:
     return Message.of(t="hb_takeover", rsc_hold=rsc_hold)
 
 
+def ip_request(key: str) -> Message:
+    return Message.of(t="ip-request", ipaddr=key)
+
+
+def ip_request_resp(dest: str, key: str, weown: bool) -> Message:
+    return Message.of(t="ip-request-resp", dest=dest, ipaddr=key, weown="yes" if weown else "no", ok="OK")
+
+
 def ackmsg(dest: str, ackseq: int) -> Message:
     return Message.of(t="NS_ackmsg", dest=dest, ackseq=f"{ackseq:x}")
 
