@@ -339,7 +339,7 @@ class Daemon(Compat306):
             f.ready = False
             log.info("%s is shutting down: waiting for it to release its resources", src)
             return
-        if not self._learn_facts(src, msg):
+        if not self._learn_facts(src, msg) and f.newer(_hex(msg.get("seq"))):
             learn_306_resource(f, msg, src, self.group_homes)
 
     def _on_shutdone(self, src: str, msg: Message, now: float) -> None:
@@ -376,8 +376,10 @@ class Daemon(Compat306):
 
     def _learn_facts(self, src: str, msg: Message) -> bool:
         f = self.facts[src]
-        if not learn_ours(f, msg):
+        if msg.get(catalog.X_HELD) is None:
             return False
+        if not f.newer(_hex(msg.get("seq"))) or not learn_ours(f, msg):
+            return True      # ours, but older than what we already know
         self.max_epoch = max(self.max_epoch, f.standby_epoch)
         return True
 
@@ -398,9 +400,11 @@ class Daemon(Compat306):
                 log.info("Link %s:%s %s.", ch.node, ch.detail, ch.new)
             elif ch.kind == "restart":
                 log.info("Heartbeat restart on node %s", ch.node)
-                self.facts[ch.node].forget(now)
+                self.facts[ch.node].forget(now, restarted=True)
             elif ch.kind == "late":
                 log.warning("Late heartbeat: Node %s: interval %s ms", ch.node, ch.detail)
+            elif ch.kind == "heal":
+                log.critical("Cluster node %s returning after partition (%s)", ch.node, ch.detail)
             elif ch.kind == "gap":
                 log.info("%s: %s packet(s)", ch.node, ch.detail)
             elif ch.kind == "comm":

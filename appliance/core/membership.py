@@ -17,6 +17,7 @@ DUPLICATE = "duplicate"
 REPLAY = "replay"
 UNKNOWN_NODE = "unknown_node"
 BAD_FIELDS = "bad_fields"
+DEPARTED = "departed"
 
 
 @dataclass
@@ -124,6 +125,16 @@ class Membership:
             peer.last_seq = 0
             peer.missing.clear()
             peer.departed = False
+        if peer.departed:
+            return Verdict(DEPARTED, changes)   # stragglers sent before its shutdone
+        if peer.state == "dead" and seq > peer.last_seq:
+            # Same generation back from the dead: a healed partition (or a false death).
+            # Resynchronise instead of asking for everything we missed (3.0.6 does the same).
+            changes.append(Change("heal", peer.name, detail=f"{seq - peer.last_seq - 1} missed"))
+            peer.last_seq = seq
+            peer.missing.clear()
+            self._touch(peer, now)
+            return Verdict(ACCEPT, changes)
         verdict = self._sequence(peer, seq)
         if verdict.outcome == ACCEPT:
             self._touch(peer, now)

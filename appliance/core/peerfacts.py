@@ -23,10 +23,21 @@ class PeerFacts:
     replied_at: float = 0.0          # last `resource` message
     first_heard: float | None = None
     legacy: bool = False             # a real Heartbeat 3.0.6 node (no hba_* fields)
+    seq: int = 0                     # sequence number of the message the facts came from
 
-    def forget(self, now: float | None = None) -> None:
+    def newer(self, seq: int | None) -> bool:
+        """Only a message newer than the last one we learnt from may change the facts:
+        a retransmitted old message must not roll them back."""
+        if seq is None or seq <= self.seq:
+            return seq is None
+        self.seq = seq
+        return True
+
+    def forget(self, now: float | None = None, restarted: bool = False) -> None:
         """The peer died or restarted: nothing it said before still holds."""
         self.held, self.ready, self.first_heard = frozenset(), False, now
+        if restarted:
+            self.seq = 0
 
 
 def learn_ours(f: PeerFacts, msg: Message) -> bool:

@@ -65,3 +65,25 @@ def test_random_sequences_never_crash_and_stay_bounded(events: list[tuple[int, i
     for i, (seq, gen) in enumerate(events):
         m.accept("b", None, "status", seq, gen, "eth0", float(i))
         assert len(m.peers["b"].missing) <= 500
+
+
+def test_healed_partition_resyncs_without_asking_for_the_gap() -> None:
+    m = mem()
+    m.accept("b", None, "status", 10, 10, "eth0", 1.0)
+    m.status("b", "active", 3000, 1.0)
+    m.mark_dead("b", "deadtime")
+    v = m.accept("b", None, "status", 60, 10, "eth0", 9.0)
+    assert v.outcome == ACCEPT and v.rexmit == [] and any(c.kind == "heal" for c in v.changes)
+    assert m.missing_of("b") == []
+    assert m.status("b", "active", 3000, 9.0)[0].new == "active"
+
+
+def test_departed_node_is_not_revived_by_its_last_heartbeats() -> None:
+    m = mem()
+    m.accept("b", None, "status", 1, 10, "eth0", 1.0)
+    m.status("b", "active", 3000, 1.0)
+    m.mark_dead("b", "shutdown", departed=True)
+    assert m.accept("b", None, "status", 2, 10, "eth0", 1.1).outcome == "departed"
+    assert m.status("b", "active", 3000, 1.1) == [] and m.peers["b"].state == "dead"
+    m.accept("b", None, "status", 1, 11, "eth0", 5.0)     # restarted: new generation
+    assert m.status("b", "up", 3000, 5.0)[0].new == "up"

@@ -35,3 +35,10 @@ def test_our_own_fields_win() -> None:
     assert learn_ours(f, msg)
     assert not f.legacy and f.held == {"10.0.0.1"} and f.standby_epoch == 3 and f.failed == {"x"}
     assert not learn_ours(PeerFacts(), Message.of(t="status"))
+
+
+def test_retransmitted_old_message_does_not_roll_facts_back() -> None:
+    f = PeerFacts()
+    assert f.newer(5) and not f.newer(4) and not f.newer(5) and f.newer(6)
+    f.forget(restarted=True)
+    assert f.newer(1)
