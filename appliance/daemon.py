@@ -158,7 +158,8 @@ class Daemon(Compat306):
         log.info("Heartbeat shutdown in progress. (%d)", os.getpid())
         if self.watchdog:
             self.watchdog.close()
-        self._send(catalog.resource("none", False, "shutdown"))
+        if not self.legacy_mode:
+            self._send(catalog.resource("none", False, "shutdown"))
         if self.manager.busy():
             log.info("Shutdown delayed until current resource activity finishes.")
         await self.manager.stop_all()
@@ -184,12 +185,18 @@ class Daemon(Compat306):
     # ================================================================= timers
     async def _heartbeat_loop(self) -> None:
         interval = self.cfg.keepalive_ms / 1000.0
+        due = time.monotonic()
         while True:
             self._send(catalog.status(self._wire_state(), self._dt()))
             if self.watchdog:
                 self.watchdog.feed()
             self.sd.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
+            # Keep a fixed cadence: sleep to the next slot, not `interval` after this send.
+            due += interval
+            now = time.monotonic()
+            if due < now:
+                due = now
+            await asyncio.sleep(due - now)
 
     async def _check_loop(self) -> None:
         tick = max(0.02, min(0.1, self.cfg.keepalive_ms / 4000.0))

@@ -36,7 +36,9 @@ def set_realtime(cfg: HaConfig) -> None:
         return
     prio = cfg.rtprio or max(1, os.sched_get_priority_max(os.SCHED_RR) // 2)
     try:
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+        # RESET_ON_FORK: resource scripts and the services they start run at normal priority.
+        policy = os.SCHED_RR | getattr(os, "SCHED_RESET_ON_FORK", 0)
+        os.sched_setscheduler(0, policy, os.sched_param(prio))
         log.info("Scheduling priority set to SCHED_RR %d", prio)
     except (OSError, AttributeError) as exc:
         log.warning("Cannot set realtime scheduling: %s", exc)

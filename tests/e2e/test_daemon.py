@@ -282,3 +282,23 @@ def test_late_heartbeat_warning_and_heartbeat_label(pair: Cluster) -> None:
     assert "Late heartbeat: Node server2: interval" in c.log("server1")
     assert "node server2: is dead" not in c.log("server1")
     assert c.holders() == ["server1"]
+
+
+def test_realtime_daemon_children_run_at_normal_priority(pair: Cluster) -> None:
+    c = pair
+    c.start("server1")
+    c.start("server2")
+    c.wait_holders(["server1"])
+    c.lab.client.wait_for(VIP, "server1", timeout=10)
+    pids = c.daemon_pids("server1")
+    assert len(pids) == 1 and os.sched_getscheduler(pids[0]) & 0xFF == os.SCHED_RR
+    lighttpd = [p for p in c.lab.node("server1").pids() if b"lighttpd" in cmdline(p)]
+    assert lighttpd and all(os.sched_getscheduler(p) == os.SCHED_OTHER for p in lighttpd)
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
