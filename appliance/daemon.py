@@ -31,7 +31,8 @@ from appliance.net.media import Media
 from appliance.paths import Paths, next_generation, node_uuid
 from appliance.rsc.group import GroupExecutor, Settings
 from appliance.rsc.manager import GroupManager
-from appliance.statusview import serve_control
+from appliance.hbapi import ApiClients, serve_api
+from appliance.statusview import serve_control, snapshot
 from appliance.watchdog import HardwareWatchdog, SystemdNotify
 from appliance.wire import auth, catalog
 from appliance.wire.message import MAX_PACKET, Message, decode_packet
@@ -116,6 +117,8 @@ class Daemon(Compat306):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._beat: asyncio.Future | None = None
+        self._api: asyncio.AbstractServer | None = None
+        self.api_clients = ApiClients()
 
     # ================================================================= life cycle
     async def run(self) -> int:
@@ -132,6 +135,7 @@ class Daemon(Compat306):
         self.media.open(self._loop)
         self.links.open(self._loop)
         self._server = await serve_control(self.paths.control_socket, self)
+        self._api = await serve_api(self.paths.register_socket, self, self.api_clients)
         if self.watchdog:
             self.watchdog.open()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -175,8 +179,10 @@ class Daemon(Compat306):
     def _close(self) -> None:
         self.media.close()
         self.links.close()
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._api):
+            if server is not None:
+                server.close()
+        self.api_clients.close_all()
         try:
             os.unlink(self.paths.control_socket)
         except OSError:
@@ -317,7 +323,14 @@ class Daemon(Compat306):
         handler = _HANDLERS.get(mtype)
         if handler is not None:
             handler(self, src, msg, now)
+        if not unsequenced:
+            self.api_clients.deliver(msg)     # API clients (ipfail, api_test) see cluster traffic
         self._schedule_reconcile()
+
+    def api_snapshot(self) -> dict:
+        """What Heartbeat's client API (appliance.hbapi) answers from."""
+        return {**snapshot(self), "apiauth": self.cfg.apiauth,
+                "uuids": {n: p.uuid for n, p in self.mem.peers.items() if p.uuid} | {self.local: self.uuid}}
 
     def _own_message(self, mtype: str, seq: int | None) -> None:
         # Our own broadcast looped back: nothing to learn, but 3.0.6 ACKs it too.

@@ -48,6 +48,11 @@ class Paths:
         return (os.path.join(self.etc, "resource.d"), "/etc/init.d")
 
     @property
+    def register_socket(self) -> str:
+        """Heartbeat's client API socket (stock cl_status, ipfail, api_test)."""
+        return os.path.join(self.run, "register")
+
+    @property
     def control_socket(self) -> str:
         return os.path.join(self.run, "hba.sock")
 

@@ -256,7 +256,7 @@ _DEFAULT_PARAMS = {
 }  # fmt: skip
 _DEFAULT_APIAUTH = {
     "ipfail": (("hacluster",), ()), "ccm": (("hacluster",), ()), "ping": ((), ("haclient",)),
-    "lha-snmpagent": (("root",), ()), "anon": ((), ("haclient",)),
+    "lha-snmpagent": (("root",), ()), "anon": (("root",), ("haclient",)),
 }  # fmt: skip
 _KNOWN = sorted(set(_CHECKS) | set(_WHOLE_LINE) | set(_UNSUPPORTED) | {"udp"})
 

@@ -302,3 +302,32 @@ def cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def test_stock_cl_status_talks_to_our_daemon(pair: Cluster) -> None:
+    """Heartbeat's own /usr/bin/cl_status, through the client API socket (spec §12.2)."""
+    c = pair
+    for n in c.names:
+        c.start(n)
+    c.wait_holders(["server1"])
+    c.wait_status("server1", "server2", "active")
+    node = c.lab.node("server1")
+
+    def stock(*args: str):
+        return node.run(["/usr/bin/cl_status", *args], check=False)
+
+    assert stock("hbstatus").stdout.strip() == "Heartbeat is running on this machine."
+    assert sorted(stock("listnodes").stdout.split()) == ["server1", "server2"]
+    res = stock("nodestatus", "server2")
+    assert (res.stdout.strip(), res.returncode) == ("active", 0)
+    assert stock("hblinkstatus", "server2", "eth0").stdout.strip() == "up"
+    assert stock("rscstatus").stdout.strip() == "local"
+    assert stock("hbparameter", "-p", "deadtime").stdout.strip() == "2"
+    assert stock("nodestatus", "nosuchnode").returncode == 11
+    c.stop("server2")
+    for _ in range(50):
+        if stock("nodestatus", "server2").stdout.strip() == "dead":
+            break
+        time.sleep(0.1)
+    res = stock("nodestatus", "server2")
+    assert (res.stdout.strip(), res.returncode) == ("dead", 1)
