@@ -25,13 +25,13 @@ from appliance.core import ownership
 from appliance.core.membership import ACCEPT, DUPLICATE, Change, Membership
 from appliance.core.peerfacts import PeerFacts, learn_306_resource, learn_ours
 from appliance.errors import DecodeError
+from appliance.hbapi import ApiClients, serve_api
 from appliance.host import script_env, set_realtime
 from appliance.net.linkwatch import LinkWatch
 from appliance.net.media import Media
 from appliance.paths import Paths, next_generation, node_uuid
 from appliance.rsc.group import GroupExecutor, Settings
 from appliance.rsc.manager import GroupManager
-from appliance.hbapi import ApiClients, serve_api
 from appliance.statusview import serve_control, snapshot
 from appliance.watchdog import HardwareWatchdog, SystemdNotify
 from appliance.wire import auth, catalog

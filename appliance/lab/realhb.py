@@ -269,6 +269,16 @@ class MixedCluster(Cluster):
 
     # ---- logs -------------------------------------------------------------------------------
 
+    def log(self, name: str) -> str:
+        """The node's /var/log/ha-log. Bytes that are not UTF-8 are replaced: 3.0.6 dumps the
+        fields of rejected messages, binary uuids included ("MSG[3] : [srcuuid=...]")."""
+        path = self.lab.node(name).host_path("/var/log/ha-log")
+        try:
+            with open(path, "rb") as fh:   # type: ignore[arg-type]
+                return fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def wait_log(self, name: str, pattern: str | re.Pattern, timeout: float = 30.0,
                  after: int = 0) -> re.Match:
         """Poll (bounded) node's ha-log until pattern (regex) matches past offset `after`."""
