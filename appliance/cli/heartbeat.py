@@ -62,7 +62,7 @@ def run(args: list[str]) -> int:
     for w in cfg.warnings:
         print(f"WARN: {w}", file=sys.stderr)
     if opts.check:
-        print(f"Configuration OK: node {cfg.local_node}, {len(cfg.nodes)} nodes, {len(groups)} groups")
+        print_effective(cfg, groups, ext)
         return 0
     pid = running_pid(paths)
     if pid is not None:
@@ -71,6 +71,28 @@ def run(args: list[str]) -> int:
     if not opts.f and not _daemonize(paths):
         return 0            # the parent: the child carries on
     return _serve(cfg, keys, groups, ext, paths, opts.d, foreground=opts.f)
+
+
+def print_effective(cfg, groups, ext) -> None:
+    """The configuration as the daemon will run it, derived values included (-t)."""
+    from appliance.core.ownership import takeover_order
+
+    ms = lambda v: f"{v} ms"  # noqa: E731
+    print(f"# configuration OK for node {cfg.local_node}")
+    print(f"nodes          {' '.join(cfg.nodes)}")
+    for m in cfg.media:
+        where = m.group or m.peer or "broadcast"
+        print(f"medium         {m.kind} {m.interface} {where} port {m.port}")
+    for name in ("keepalive", "deadtime", "warntime", "initdead", "deadping"):
+        print(f"{name:<14} {ms(getattr(cfg, name + '_ms'))}")
+    print(f"auto_failback  {cfg.auto_failback}")
+    print(f"watchdog       {cfg.watchdog or 'none'}")
+    print(f"logging        file={cfg.logfile} debug={cfg.debugfile} facility={cfg.logfacility}")
+    print(f"scripts        start {ext.start_timeout}s stop {ext.stop_timeout}s status {ext.status_timeout}s")
+    for g in groups:
+        order = " ".join(takeover_order(cfg.nodes, g.home))
+        rsc = " ".join(r.text for r in g.resources)
+        print(f"group          {g.key}: {rsc}  (takeover order: {order})")
 
 
 def _serve(cfg, keys, groups, ext, paths: Paths, debug: int, foreground: bool) -> int:
