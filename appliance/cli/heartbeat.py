@@ -68,6 +68,8 @@ def run(args: list[str]) -> int:
     if pid is not None:
         print(f"heartbeat: already running [pid {pid}].", file=sys.stderr)
         return 0
+    if not opts.f and _frozen_onefile():
+        return _respawn_detached(args, paths)
     if not opts.f and not _daemonize(paths):
         return 0            # the parent: the child carries on
     return _serve(cfg, keys, groups, ext, paths, opts.d, foreground=opts.f)
@@ -115,6 +117,37 @@ def _serve(cfg, keys, groups, ext, paths: Paths, debug: int, foreground: bool) -
     finally:
         _remove_pidfile(paths)
         logsetup.stop()
+
+
+def _frozen_onefile() -> bool:
+    """A PyInstaller onefile program: its launcher deletes the unpacked bundle when the process
+    it started exits, so a double-forked daemon would lose its own code."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    if not getattr(sys, "frozen", False) or bundle is None:
+        return False
+    return os.path.dirname(bundle) != os.path.dirname(os.path.realpath(sys.executable))
+
+
+def _respawn_detached(args: list[str], paths: Paths) -> int:
+    """Start a fresh `heartbeat -f` instance (with its own launcher) in a new session instead."""
+    import subprocess
+
+    env = dict(os.environ, PYINSTALLER_RESET_ENVIRONMENT="1")
+    with open(os.devnull, "r+b") as null:
+        child = subprocess.Popen(
+            ["heartbeat", "-f", *args], executable=sys.executable, stdin=null, stdout=null,
+            stderr=null, start_new_session=True, env=env, close_fds=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if running_pid(paths) is not None:
+            return 0
+        if child.poll() is not None:
+            print(f"ERROR: heartbeat exited with status {child.returncode} while starting", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print("ERROR: heartbeat did not write its pid file within 30 s", file=sys.stderr)
+    return 1
 
 
 def _daemonize(paths: Paths) -> bool:
