@@ -119,6 +119,8 @@ class Daemon(Compat306):
         self._beat: asyncio.Future | None = None
         self._api: asyncio.AbstractServer | None = None
         self.api_clients = ApiClients()
+        self.isolated_since: float | None = None   # all our heartbeat links lost carrier
+        self.relearn_from: float | None = None     # links back: re-learning who holds what
 
     # ================================================================= life cycle
     async def run(self) -> int:
@@ -207,8 +209,9 @@ class Daemon(Compat306):
     async def _check_loop(self) -> None:
         tick = max(0.02, min(0.1, self.cfg.keepalive_ms / 4000.0))
         while True:
-            now = time.monotonic()
             try:
+                self.media.drain()
+                now = time.monotonic()
                 self._handle_changes(self.mem.tick(now), now)
                 self._progress_startup(now)
                 self._send_rexmits(now)
@@ -425,6 +428,9 @@ class Daemon(Compat306):
                 log.warning("Late heartbeat: Node %s: interval %s ms", ch.node, ch.detail)
             elif ch.kind == "heal":
                 log.critical("Cluster node %s returning after partition (%s)", ch.node, ch.detail)
+                # It may have held our groups meanwhile and taught clients its MAC: announce ours,
+                # even if it gives them up before we ever see its claim.
+                self._reannounce_held()
             elif ch.kind == "gap":
                 log.info("%s: %s packet(s)", ch.node, ch.detail)
             elif ch.kind == "comm":
@@ -535,6 +541,12 @@ class Daemon(Compat306):
             return
         now = time.monotonic()
         decisions = ownership.decide(self.group_info, self.facts_now(now))
+        if self._relearning(now):
+            decisions = [
+                ownership.Decision(d.key, "wait", d.owner, f"link back: relearning peers, not taking {d.key}")
+                if d.action == "acquire" else d
+                for d in decisions
+            ]
         for d in decisions:
             last = self.last_decisions.get(d.key)
             if (last is None or (last.action, last.reason) != (d.action, d.reason)) and d.action != "none":
@@ -601,9 +613,33 @@ class Daemon(Compat306):
     def _carrier_changed(self, ifname: str, up: bool) -> None:
         if up:
             log.info("Link %s:%s up (carrier back).", self.local, ifname)
+            if self.links.any_up and self.isolated_since is not None:
+                # While we heard nobody, every peer looked dead; they may hold our groups now.
+                self.relearn_from = time.monotonic()
+                self.isolated_since = None
         else:
             log.error("Link %s:%s lost carrier: releasing resource groups", self.local, ifname)
+            if not self.links.any_up:
+                self.isolated_since = time.monotonic()
         self._schedule_reconcile()
+
+    def _reannounce_held(self) -> None:
+        for key in self.manager.held():
+            if self.manager.state[key] == "running":
+                for rsc in self.manager.groups[key].resources:
+                    self.executor.reannounce(rsc)
+
+    def _relearning(self, now: float) -> bool:
+        """After our links come back: no acquisition until every peer has been heard again,
+        or one deadtime has passed without it (then it really is dead)."""
+        if self.relearn_from is None:
+            return False
+        unheard = [p for n, p in self.mem.peers.items()
+                   if n != self.local and (p.last_heard or 0.0) < self.relearn_from]
+        if unheard and now - self.relearn_from < self.cfg.deadtime_ms / 1000.0:
+            return True
+        self.relearn_from = None
+        return False
 
     def _address_lost(self, address: str) -> None:
         for key in self.manager.held():

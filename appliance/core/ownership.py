@@ -143,6 +143,7 @@ def decide_group(group: GroupInfo, facts: Facts) -> Decision:
             return Decision(
                 group.key, "reassert", owner,
                 f"{', '.join(others)} also claim {group.key}; we outrank them, keeping it",
+                tuple(others),
             )
         return Decision(group.key, "keep", owner, f"we hold {group.key} and should")
     if owner != facts.local:

@@ -127,6 +127,13 @@ class Media:
                 return
             self.on_packet(data, link.name, addr)
 
+    def drain(self) -> None:
+        """Read what is queued now. Called before dead detection: after the process was stalled
+        (SIGSTOP, swap, overload) the timer can fire before the sockets are read, and peers whose
+        heartbeats sit in our queue would be declared dead."""
+        for link in self.links:
+            self._readable(link)
+
     def send(self, data: bytes) -> int:
         return sum(1 for link in self.links if link.send(data))
 

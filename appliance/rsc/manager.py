@@ -64,6 +64,8 @@ class GroupManager:
                     continue
                 self._launch(d.key, STARTING, self._start(d.key))
             elif d.action == "release" and st in (RUNNING, STOP_FAILED):
+                if st == STOP_FAILED and time.monotonic() < self.not_before.get(d.key, 0.0):
+                    continue
                 self._launch(d.key, STOPPING, self._stop(d.key))
 
     def adopt(self, key: str) -> None:
@@ -135,5 +137,6 @@ class GroupManager:
             # Keep claiming it: a group we could not stop may still be up, and nobody else
             # must start a second copy.  The operator has to intervene (3.0.6 would reboot).
             self.state[key] = STOP_FAILED
+            self.not_before[key] = time.monotonic() + self.retry_delay
             log.critical("Resource group %s failed to stop: %s", key, outcome.detail)
         self.on_change(key, self.state[key], outcome)

@@ -63,7 +63,8 @@ def test_auto_failback_off_is_sticky() -> None:
 def test_conflict_resolves_to_better_ranked_everywhere() -> None:
     views = {"server2": up("server2", (G.key,)), "server3": up("server3", (G.key,))}
     for mode in ("on", "off", "legacy"):
-        assert decide_group(G, facts("server2", views, mode)).action == "reassert"
+        d = decide_group(G, facts("server2", views, mode))
+        assert d.action == "reassert" and d.rivals == ("server3",)
         assert decide_group(G, facts("server3", views, mode)).action == "release"
 
 
