@@ -598,10 +598,12 @@ class Daemon(Compat306):
     def _reload(self) -> None:
         from appliance.cli.configload import load_all
 
+        self.sd.notify("RELOADING=1")
         try:
             cfg, keys, groups, _ext = load_all(self.paths, self.local)
         except Exception as exc:  # noqa: BLE001 - keep the running config on any error
             log.error("Reload refused, keeping the running configuration: %s", exc)
+            self.sd.notify("READY=1")
             return
         self.keys = keys
         if [(g.key, g.home) for g in groups] != [(g.key, g.home) for g in self.groups]:

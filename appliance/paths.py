@@ -19,9 +19,16 @@ class Paths:
     pidfile: str = "/var/run/heartbeat.pid"
 
     @classmethod
-    def from_env(cls) -> Paths:
+    def from_env(cls, sysconfig: str | None = None) -> Paths:
+        """Defaults, overridden by /etc/sysconfig/heartbeat's HA_DIR (when `sysconfig` names it:
+        the daemon does, the quick status tools do not), then by the environment."""
+        etc = cls.etc
+        if sysconfig:
+            from appliance.config.sysconfig import load_sysconfig
+
+            etc = load_sysconfig(sysconfig).get("HA_DIR") or etc
         return cls(
-            etc=os.environ.get("HA_DIR", cls.etc),
+            etc=os.environ.get("HA_DIR", etc),
             state=os.environ.get("HA_VARLIB", cls.state),
             run=os.environ.get("HA_VARRUN", cls.run),
             pidfile=os.environ.get("HA_PIDFILE", cls.pidfile),

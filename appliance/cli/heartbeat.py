@@ -13,6 +13,7 @@ import sys
 import time
 
 from appliance import HEARTBEAT_COMPAT_VERSION, __version__
+from appliance.config.sysconfig import SYSCONFIG
 from appliance.errors import EXIT_CONFIG, ConfigError
 from appliance.paths import Paths
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
-    paths = Paths.from_env()
+    paths = Paths.from_env(sysconfig=SYSCONFIG)
     if opts.version:
         print(f"{HEARTBEAT_COMPAT_VERSION} (hb-appliance {__version__})")
         return 0

@@ -217,6 +217,15 @@ def test_watchdog_and_systemd_notify(lab_factory) -> None:
             except BlockingIOError:
                 time.sleep(0.1)
         assert fed and set(fed) == {0}
+        # Reload: RELOADING=1 then READY=1 again (systemd Type=notify protocol).
+        assert node.run([c.binary, "-r"]).returncode == 0
+        after: list[str] = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10 and "READY=1" not in after:
+            msg = sd.recv(4096).decode()
+            if msg != "WATCHDOG=1":
+                after.append(msg)
+        assert after[:2] == ["RELOADING=1", "READY=1"]
         c.stop("server1")
         proc.wait(timeout=30)
         rest = []
