@@ -36,6 +36,7 @@ class Compat306:
     handing_over: str
     owe_done: dict[str, str]
     ip_requests: dict[str, str]
+    max_epoch: int
 
     def _send(self, msg: Message) -> None:
         raise NotImplementedError
@@ -73,14 +74,21 @@ class Compat306:
         """3.0.6's hand-over exchange (spec §8.3): me -> other -> done -> done."""
         info, scope = msg.get("info"), msg.get("rsc_hold") or "all"
         if info == "me":
-            # The peer wants to give groups away: agree, our ownership core does the rest.
+            # The peer wants to give groups away: agree, and rank it last for them (its standby),
+            # so that our ownership core takes them once it says `done`.
             if self.ready and not self.stopping:
+                f = self.facts[src]
+                if f.legacy:
+                    self.max_epoch += 1
+                    f.standby_scope = "foreign" if scope == "failback" else scope
+                    f.standby_epoch = self.max_epoch
                 self._send(catalog.ask_resources(scope, "other"))
         elif info == "done":
             released = learn_306_done(self.facts[src], msg, src, self.group_homes)
             if released:
                 log.info("%s released %s", src, " ".join(sorted(released)))
-                self.owe_done[src] = scope
+            if self.facts[src].legacy:
+                self.owe_done[src] = scope     # 3.0.6 always completes the exchange with our done
 
     def _start_handover(self, decisions: list[ownership.Decision]) -> None:
         """Before giving groups away, say so the 3.0.6 way so a real peer will take them."""

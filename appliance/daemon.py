@@ -562,6 +562,8 @@ class Daemon(Compat306):
                 self.conflicts.pop(d.key, None)
         self._start_handover(decisions)
         self.manager.apply(decisions)
+        if self.owe_done and not self.manager.busy():
+            self._finish_handovers()     # an exchange in which nothing had to move
         if not self.initial_done and not self.manager.busy():
             self.initial_done = True
             log.info("Initial resource acquisition complete")
@@ -632,12 +634,13 @@ class Daemon(Compat306):
                     self.executor.reannounce(rsc)
 
     def _relearning(self, now: float) -> bool:
-        """After our links come back: no acquisition until every peer has been heard again,
-        or one deadtime has passed without it (then it really is dead)."""
+        """After our links come back: no acquisition until every peer's heartbeat has been heard
+        again, or one deadtime has passed without it (then it really is dead)."""
         if self.relearn_from is None:
             return False
+        # A heartbeat (status) carries the facts; an ACK or other message alone does not.
         unheard = [p for n, p in self.mem.peers.items()
-                   if n != self.local and (p.last_heard or 0.0) < self.relearn_from]
+                   if n != self.local and (p.last_status or 0.0) < self.relearn_from]
         if unheard and now - self.relearn_from < self.cfg.deadtime_ms / 1000.0:
             return True
         self.relearn_from = None

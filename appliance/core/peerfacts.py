@@ -36,6 +36,7 @@ class PeerFacts:
     def forget(self, now: float | None = None, restarted: bool = False) -> None:
         """The peer died or restarted: nothing it said before still holds."""
         self.held, self.ready, self.first_heard = frozenset(), False, now
+        self.standby_scope, self.standby_epoch = "", 0
         if restarted:
             self.seq = 0
 

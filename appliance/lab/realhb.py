@@ -235,10 +235,12 @@ class MixedCluster(Cluster):
                 time.sleep(0.05)
         return res
 
-    def stop(self, name: str, check: bool = True):
-        if not self.is_real(name):
-            return super().stop(name, check)
-        return self.lab.node(name).run([REAL_HEARTBEAT, "-k"], timeout=120, check=check)
+    def stop(self, name: str, check: bool = True, timeout: float = 120):
+        """`heartbeat -k` (returns once the daemon is gone); TimeoutExpired after timeout.
+        A 3.0.6 node delays its shutdown while it thinks a resource transition is under way
+        on either side ("Shutdown delayed until current resource activity finishes")."""
+        binary = REAL_HEARTBEAT if self.is_real(name) else self.binary
+        return self.lab.node(name).run([binary, "-k"], timeout=timeout, check=check)
 
     def cl_status(self, name: str, *args: str, check: bool = False):
         return self.lab.node(name).run([*self.tool(name, "cl_status"), *args], timeout=30,

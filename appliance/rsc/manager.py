@@ -101,7 +101,8 @@ class GroupManager:
         self.on_change(key, state, None)
 
     def _done(self, key: str, task: asyncio.Task) -> None:
-        self.tasks.pop(key, None)
+        if self.tasks.get(key) is task:     # a newer task for the group may already be running
+            del self.tasks[key]
         if task.cancelled():
             return
         exc = task.exception()
@@ -124,6 +125,7 @@ class GroupManager:
             self.failed.add(key)
             self.not_before[key] = time.monotonic() + self.retry_delay
             log.error("Resource group %s failed to start: %s", key, outcome.detail)
+        self.tasks.pop(key, None)     # done: announcements made from on_change must say "stable"
         self.on_change(key, self.state[key], outcome)
 
     async def _stop(self, key: str) -> None:
@@ -139,4 +141,5 @@ class GroupManager:
             self.state[key] = STOP_FAILED
             self.not_before[key] = time.monotonic() + self.retry_delay
             log.critical("Resource group %s failed to stop: %s", key, outcome.detail)
+        self.tasks.pop(key, None)
         self.on_change(key, self.state[key], outcome)

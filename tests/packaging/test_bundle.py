@@ -112,14 +112,20 @@ def test_noexec_tmp(tgt, form, tmp_path):
     need_tool("unshare")
     target = exe(tgt, form)
     probe = "/tmp/hba-noexec-probe"
+    # The checkout itself may live under /tmp (CI clones): bind the bundle's directory to /mnt
+    # first, so hiding /tmp behind the noexec tmpfs does not hide the program too.
+    bundle_dir, name = os.path.split(target)
     script = f"""
         set -e
         mount --make-rprivate /
+        mount -t tmpfs tmpfs /mnt
+        mkdir /mnt/bundle
+        mount --bind "{bundle_dir}" /mnt/bundle
         mount -t tmpfs -o noexec,nosuid,nodev tmpfs /tmp
         mount -t tmpfs tmpfs /var/lib
         cp /bin/true {probe}
         if {probe} 2>/dev/null; then echo "PROBE: /tmp is executable"; exit 99; fi
-        TMPDIR=/tmp "{target}" --version
+        TMPDIR=/tmp "/mnt/bundle/{name}" --version
         ls -a /var/lib/heartbeat/.bundle 2>/dev/null | grep -c _MEI || true
     """
     p = run(["unshare", "-m", "sh", "-c", script])
