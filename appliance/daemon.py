@@ -532,7 +532,7 @@ class Daemon(Compat306):
             )
         return ownership.Facts(
             self.cfg.nodes, views, self.local, self.cfg.auto_failback, now,
-            start_grace=max(2.0, self.cfg.deadtime_ms / 1000.0),
+            start_grace=max(3.0, self.cfg.deadtime_ms / 1000.0),
         )
 
     def _reconcile(self) -> None:

@@ -109,8 +109,12 @@ def test_hanging_script_times_out_and_peer_takes_over(lab_factory) -> None:
         c.lab.node("server2").write("/etc/ha.d/resource.d/hang", quiet, mode=0o755)
         for n in c.names:
             c.start(n)
-        c.wait_holders(["server2"], timeout=30)
+        for _ in range(300):      # bounded: server1 must try, time out and give the group up
+            if "timed out" in c.log("server1"):
+                break
+            time.sleep(0.1)
         assert "timed out" in c.log("server1")
+        c.wait_holders(["server2"], timeout=30)
         # The heartbeat loop never blocked: server2 never thought server1 died.
         assert "node server1: is dead" not in c.log("server2")
         assert not any(b"sleep" in open(f"/proc/{p}/cmdline", "rb").read()
