@@ -526,7 +526,8 @@ class Daemon(Compat306):
                 name, alive=alive, ready=alive and f.ready and not p.shutting_down,
                 held=f.held if alive else frozenset(), failed=f.failed,
                 standby_scope=f.standby_scope, standby_epoch=f.standby_epoch,
-                pending_since=f.first_heard if alive and not f.ready else None,
+                # Heard (even only its `init` heartbeat) but not ready: it may still want the group.
+                pending_since=f.first_heard if p.state != "dead" and not f.ready else None,
                 # A 3.0.6 node negotiates for up to RQSTDELAY (10 s) before it settles.
                 grace=LEGACY_START_GRACE if f.legacy else 0.0,
             )

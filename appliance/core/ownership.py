@@ -168,7 +168,7 @@ def _better_pending(group: GroupInfo, facts: Facts) -> str | None:
     mine = order.index(facts.local)
     for name in order[:mine]:
         v = facts.views.get(name)
-        if v is None or not v.alive or v.ready or v.pending_since is None:
+        if v is None or v.ready or v.pending_since is None:   # pending: heard, not dead, not ready
             continue
         if facts.now - v.pending_since < max(facts.start_grace, v.grace):
             return name
