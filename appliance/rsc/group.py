@@ -129,7 +129,7 @@ class GroupExecutor:
         return Outcome(False, f"still running after {STOP_RETRIES} stop attempts")
 
     def _ip_up(self, rsc: Resource) -> Outcome:
-        from appliance.net import garp, ipaddr
+        from appliance.net import ipaddr
 
         spec = rsc.ip
         assert spec is not None
@@ -145,26 +145,28 @@ class GroupExecutor:
             plan.address, plan.prefixlen, "added" if added else "already", plan.interface,
             plan.label, plan.broadcast,
         )
-        task = asyncio.ensure_future(
-            garp.announce(plan.interface, plan.address, self.settings.arp_count, self.settings.arp_interval)
-        )
-        self._announcers.add(task)
-        task.add_done_callback(self._announcers.discard)
+        self._garp(plan.interface, plan.address)
         if self.on_announce:
             self.on_announce(plan.interface, plan.address)
         return Outcome(True, "address up")
 
     def reannounce(self, rsc: Resource) -> None:
         """Send a fresh gratuitous-ARP burst for an address we hold (after a conflict)."""
-        from appliance.net import garp, ipaddr
+        from appliance.net import ipaddr
 
         if rsc.ip is None:
             return
         where = ipaddr.find_address(rsc.ip.address)
         if where is None:
             return
+        self._garp(where[0], rsc.ip.address)
+
+    def _garp(self, ifname: str, address: str) -> None:
+        """A gratuitous-ARP burst in the background; kept so close() can cancel it."""
+        from appliance.net import garp
+
         task = asyncio.ensure_future(
-            garp.announce(where[0], rsc.ip.address, self.settings.arp_count, self.settings.arp_interval)
+            garp.announce(ifname, address, self.settings.arp_count, self.settings.arp_interval)
         )
         self._announcers.add(task)
         task.add_done_callback(self._announcers.discard)
