@@ -16,6 +16,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from appliance.addons import Addons
 from appliance.compat306 import Compat306
 from appliance.config.authkeys import AuthKeys
 from appliance.config.extension import Extension
@@ -27,6 +28,7 @@ from appliance.core.peerfacts import PeerFacts, learn_306_resource, learn_ours
 from appliance.errors import DecodeError
 from appliance.hbapi import ApiClients, serve_api
 from appliance.host import script_env, set_realtime
+from appliance.linkevents import LinkEvents
 from appliance.net.linkwatch import LinkWatch
 from appliance.net.media import Media
 from appliance.paths import Paths, next_generation, node_uuid
@@ -58,7 +60,7 @@ class Counters:
     dropped: collections.Counter = field(default_factory=collections.Counter)
 
 
-class Daemon(Compat306):
+class Daemon(Compat306, LinkEvents):
     def __init__(
         self,
         cfg: HaConfig,
@@ -80,9 +82,10 @@ class Daemon(Compat306):
         )
         self.facts: dict[str, PeerFacts] = {n: PeerFacts() for n in cfg.nodes if n != self.local}
         ext = ext or Extension()
+        env = script_env(cfg, self.local, paths)
         settings = Settings(
             paths.resource_dirs, ext.start_timeout, ext.stop_timeout, ext.status_timeout,
-            ext.arp_count, ext.arp_interval, script_env(cfg, self.local, paths),
+            ext.arp_count, ext.arp_interval, env,
         )
         self.executor = GroupExecutor(settings)
         self.manager = GroupManager(groups, self.executor, self._group_changed, ext.retry_delay)
@@ -121,6 +124,7 @@ class Daemon(Compat306):
         self.api_clients = ApiClients()
         self.isolated_since: float | None = None   # all our heartbeat links lost carrier
         self.relearn_from: float | None = None     # links back: re-learning who holds what
+        self.addons = Addons(self, ext, env)
 
     # ================================================================= life cycle
     async def run(self) -> int:
@@ -138,6 +142,7 @@ class Daemon(Compat306):
         self.links.open(self._loop)
         self._server = await serve_control(self.paths.control_socket, self)
         self._api = await serve_api(self.paths.register_socket, self, self.api_clients)
+        await self.addons.start()
         if self.watchdog:
             self.watchdog.open()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -164,6 +169,7 @@ class Daemon(Compat306):
         log.info("Heartbeat shutdown in progress. (%d)", os.getpid())
         if self.watchdog:
             self.watchdog.close()
+        await self.addons.stop_checks()
         if not self.legacy_mode:
             self._send(catalog.resource("none", False, "shutdown"))
         if self.manager.busy():
@@ -176,6 +182,7 @@ class Daemon(Compat306):
         # Stay a moment to answer retransmission requests for shutdone.
         await asyncio.sleep(min(1.0, 2 * self.cfg.keepalive_ms / 1000.0))
         await self.executor.close()
+        await self.addons.close()
         log.info("Heartbeat shutdown complete.")
 
     def _close(self) -> None:
@@ -410,6 +417,7 @@ class Daemon(Compat306):
     def _handle_changes(self, changes: list[Change], now: float) -> None:
         for ch in changes:
             if ch.kind == "state":
+                self.addons.peer_changed(ch.node, ch.old, ch.new)
                 if ch.new == "dead":
                     log.warning("node %s: is dead", ch.node)
                     f = self.facts.get(ch.node)
@@ -431,6 +439,7 @@ class Daemon(Compat306):
                 # It may have held our groups meanwhile and taught clients its MAC: announce ours,
                 # even if it gives them up before we ever see its claim.
                 self._reannounce_held()
+                self.addons.healed(ch.node, ch.detail)
             elif ch.kind == "gap":
                 log.info("%s: %s packet(s)", ch.node, ch.detail)
             elif ch.kind == "comm":
@@ -570,6 +579,7 @@ class Daemon(Compat306):
             log.info("Initial resource acquisition complete")
 
     def _group_changed(self, key: str, state: str, outcome) -> None:
+        self.addons.group_changed(key, state, outcome)
         if outcome is not None:
             self._finish_handovers()
             self._announce()
@@ -613,50 +623,6 @@ class Daemon(Compat306):
             log.warning("haresources changed: restart heartbeat to apply group changes")
         log.info("Configuration reloaded (authkeys applied)")
         self.sd.notify("READY=1")
-
-    # ================================================================= link events
-    def _carrier_changed(self, ifname: str, up: bool) -> None:
-        if up:
-            log.info("Link %s:%s up (carrier back).", self.local, ifname)
-            if self.links.any_up and self.isolated_since is not None:
-                # While we heard nobody, every peer looked dead; they may hold our groups now.
-                self.relearn_from = time.monotonic()
-                self.isolated_since = None
-        else:
-            log.error("Link %s:%s lost carrier: releasing resource groups", self.local, ifname)
-            if not self.links.any_up:
-                self.isolated_since = time.monotonic()
-        self._schedule_reconcile()
-
-    def _reannounce_held(self) -> None:
-        for key in self.manager.held():
-            if self.manager.state[key] == "running":
-                for rsc in self.manager.groups[key].resources:
-                    self.executor.reannounce(rsc)
-
-    def _relearning(self, now: float) -> bool:
-        """After our links come back: no acquisition until every peer's heartbeat has been heard
-        again, or one deadtime has passed without it (then it really is dead)."""
-        if self.relearn_from is None:
-            return False
-        # A heartbeat (status) carries the facts; an ACK or other message alone does not.
-        unheard = [p for n, p in self.mem.peers.items()
-                   if n != self.local and (p.last_status or 0.0) < self.relearn_from]
-        if unheard and now - self.relearn_from < self.cfg.deadtime_ms / 1000.0:
-            return True
-        self.relearn_from = None
-        return False
-
-    def _address_lost(self, address: str) -> None:
-        for key in self.manager.held():
-            if self.manager.state[key] != "running" or self.manager.in_transition(key):
-                continue
-            for rsc in self.manager.groups[key].resources:
-                if rsc.ip is not None and rsc.ip.address == address:
-                    log.warning("IP address %s of group %s was removed behind our back: restoring",
-                                address, key)
-                    self.manager.restore(key)
-
 
 _HANDLERS = {
     "status": Daemon._on_status,

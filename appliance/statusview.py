@@ -41,6 +41,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         "params": d.cfg.params,
         "counters": {"rx": d.counters.rx, "tx": d.counters.tx, "dropped": dict(d.counters.dropped)},
         "generation": d.generation,
+        **d.addons.view(),
     }
 
 

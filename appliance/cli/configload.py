@@ -32,7 +32,7 @@ def load_all(
         errors += exc.errors
     ext = Extension()
     try:
-        ext = load_extension(paths.extension)
+        ext = load_extension(paths.extension, [g.key for g in groups])
     except ConfigErrors as exc:
         errors += exc.errors
     if errors:

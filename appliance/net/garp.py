@@ -121,6 +121,35 @@ class GarpSender:
         self.close()
 
 
+class RateLimit:
+    """Announcement packets per second per interface (token bucket): when dozens of addresses
+    move at once, their bursts are spread out instead of flooding the switch.  The bucket
+    starts full, so a single takeover's first pair always goes out at once."""
+
+    def __init__(self, per_second: int = 0) -> None:
+        self.per_second = per_second
+        self.capacity = max(2.0, per_second / 4.0)
+        self._tokens: dict[str, tuple[float, float]] = {}   # ifname -> (tokens, at)
+
+    def delay(self, ifname: str, packets: int, now: float) -> float:
+        """Take `packets` tokens; seconds to wait before sending them (0 = now)."""
+        if self.per_second <= 0:
+            return 0.0
+        tokens, at = self._tokens.get(ifname, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - at) * self.per_second) - packets
+        self._tokens[ifname] = (tokens, now)
+        return 0.0 if tokens >= 0 else -tokens / self.per_second
+
+
+LIMIT = RateLimit()
+
+
+async def _paced(ifname: str, packets: int) -> None:
+    wait = LIMIT.delay(ifname, packets, asyncio.get_running_loop().time())
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+
 async def announce(ifname: str, ip: str, count: int = 5, interval: float = 0.2) -> int:
     """Send `count` request+reply pairs `interval` seconds apart; the first at once.
 
@@ -137,11 +166,13 @@ async def announce(ifname: str, ip: str, count: int = 5, interval: float = 0.2) 
     sender: GarpSender | None = GarpSender(ifname)
     try:
         start = loop.time()
+        await _paced(ifname, 2)
         sender.send_pair(ip)
         sent = 1
         for k in range(1, count):
             delay = start + k * interval - loop.time()
             await asyncio.sleep(max(0.0, delay))
+            await _paced(ifname, 2)
             try:
                 if sender is None:
                     sender = GarpSender(ifname)

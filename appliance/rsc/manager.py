@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Callable
 
 from appliance.config.haresources import ResourceGroup
@@ -77,6 +78,19 @@ class GroupManager:
         if key not in self.tasks and self.state[key] == RUNNING:
             self._launch(key, STARTING, self._start(key))
 
+    def recover(self, key: str, from_index: int) -> bool:
+        """Restart a running group in place from resource `from_index` on (a failed health
+        check): stop those resources right to left, start them left to right."""
+        if key in self.tasks or self.state[key] != RUNNING:
+            return False
+        self._launch(key, STARTING, self._recover(key, from_index))
+        return True
+
+    def give_up(self, key: str) -> None:
+        """Health checks keep failing: mark the group failed so the ownership core hands it to
+        the next node (it stays here, and is retried, when no other node can take it)."""
+        self.failed.add(key)
+
     async def stop_all(self) -> None:
         """Graceful shutdown: wait for running tasks, then stop every group in reverse order."""
         for task in list(self.tasks.values()):
@@ -126,6 +140,28 @@ class GroupManager:
             self.not_before[key] = time.monotonic() + self.retry_delay
             log.error("Resource group %s failed to start: %s", key, outcome.detail)
         self.tasks.pop(key, None)     # done: announcements made from on_change must say "stable"
+        self.on_change(key, self.state[key], outcome)
+
+    async def _recover(self, key: str, from_index: int) -> None:
+        group = self.groups[key]
+        tail = replace(group, resources=group.resources[from_index:])
+        log.warning("Restarting group %s in place from %s", key, tail.resources[0].text)
+        stopped = await self.executor.stop(tail)
+        outcome = await self.executor.start(tail) if stopped.ok else stopped
+        if outcome.ok:
+            self.state[key] = RUNNING
+            self.failed.discard(key)
+            log.info("Resource group %s restarted", key)
+        else:
+            # The rest of the group is still up: release it all and let another node try.
+            log.error("Restart of group %s failed (%s): releasing it", key, outcome.detail)
+            rest = await self.executor.stop(group)
+            self.failed.add(key)
+            self.not_before[key] = time.monotonic() + self.retry_delay
+            self.state[key] = STOPPED if rest.ok else STOP_FAILED
+            if not rest.ok:
+                log.critical("Resource group %s failed to stop: %s", key, rest.detail)
+        self.tasks.pop(key, None)
         self.on_change(key, self.state[key], outcome)
 
     async def _stop(self, key: str) -> None:

@@ -1,0 +1,268 @@
+"""Beyond Heartbeat (the extension file): health checks, notification hooks, metrics and
+periodic announcements, each on real namespaces, real scripts and real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import textwrap
+import time
+
+import pytest
+
+from appliance.lab.capture import Capture, is_gratuitous, parse_arp_frames
+from appliance.lab.cluster import VIP, Cluster, ClusterConfig
+
+EXT = "/etc/ha.d/hb-appliance.cf"
+NOTIFY_LOG = "/var/log/notify.log"
+HOOK = f"""#!/bin/sh
+echo "$1 $2 node=$HA_NOTIFY_NODE event=$HA_NOTIFY_EVENT reason=$HA_NOTIFY_REASON" >> {NOTIFY_LOG}
+"""
+
+
+def make(lab_factory, ext: str, names=("server1", "server2"), **cfg) -> Cluster:
+    lab = lab_factory(list(names))
+    c = Cluster(lab, ClusterConfig(**cfg)).setup()
+    for node in lab.nodes.values():
+        node.write(EXT, textwrap.dedent(ext))
+        node.write("/etc/ha.d/notify.sh", HOOK, mode=0o755)
+    return c
+
+
+def lighttpd_pid(c: Cluster, name: str) -> int | None:
+    try:
+        return int(c.lab.node(name).read("/var/run/httpd.pid").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def kill_lighttpd(c: Cluster, name: str) -> int:
+    pid = lighttpd_pid(c, name)
+    assert pid is not None and pid in c.lab.node(name).pids(), "lighttpd not running"
+    os.kill(pid, 9)
+    return pid
+
+
+def wait_for(what, timeout: float, step: float = 0.1):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = what()
+        if value:
+            return value
+        time.sleep(step)
+    return what()
+
+
+def status_json(c: Cluster, node: str) -> dict:
+    return json.loads(c.cl_status(node, "--json", check=True).stdout)
+
+
+def notify_lines(c: Cluster, node: str) -> list[str]:
+    try:
+        return c.lab.node(node).read(NOTIFY_LOG).splitlines()
+    except OSError:
+        return []
+
+
+MONITOR = """
+[monitor]
+interval = 0.5
+timeout = 5
+fall = 2
+rise = 2
+restarts = 2
+[hooks]
+notify = /etc/ha.d/notify.sh
+"""
+
+
+def test_dead_service_is_restarted_in_place(lab_factory) -> None:
+    c = make(lab_factory, MONITOR)
+    try:
+        for n in c.names:
+            c.start(n)
+        c.wait_holders(["server1"])
+        assert c.lab.client.wait_for(VIP, "server1", timeout=20) is not None
+        old = kill_lighttpd(c, "server1")
+        new = wait_for(lambda: (p := lighttpd_pid(c, "server1")) not in (None, old) and p, 20)
+        assert new and new in c.lab.node("server1").pids(), "lighttpd was not restarted"
+        assert c.lab.client.wait_for(VIP, "server1", timeout=20) is not None
+        assert c.holders() == ["server1"]          # restarted in place, never moved
+        log = c.log("server1")
+        assert "Health check of group 192.168.56.200 failed: httpd status exit 3" in log
+        assert "Restarting group 192.168.56.200 in place from httpd" in log
+        assert "Resource group 192.168.56.200 restarted" in log
+        # The address was not touched by the restart.
+        assert "IP address 192.168.56.200 removed" not in log
+        st = status_json(c, "server1")
+        mon = st["monitor"]["192.168.56.200"]
+        assert mon["restarts"] == 1 and mon["failures"] >= 2, mon
+        events = [(t["event"], t["subject"]) for t in st["transitions"]]
+        assert ("restart", VIP) in events and events[-1] == ("active", VIP), events
+        hooked = lambda: any(x.startswith(f"restart {VIP}") for x in notify_lines(c, "server1"))  # noqa: E731
+        assert wait_for(hooked, 10)
+    finally:
+        c.stop_all()
+
+
+def test_service_that_cannot_start_goes_to_the_peer(lab_factory) -> None:
+    c = make(lab_factory, MONITOR)
+    try:
+        for n in c.names:
+            c.start(n)
+        c.wait_holders(["server1"])
+        assert c.lab.client.wait_for(VIP, "server1", timeout=20) is not None
+        node = c.lab.node("server1")
+        # From now on server1's httpd cannot start (status and stop still work).
+        node.write("/etc/ha.d/resource.d/httpd.real", node.read("/etc/ha.d/resource.d/httpd"), mode=0o755)
+        node.write("/etc/ha.d/resource.d/httpd", textwrap.dedent("""\
+            #!/bin/sh
+            if [ "$1" = start ]; then echo "httpd: broken on purpose"; exit 1; fi
+            exec /etc/ha.d/resource.d/httpd.real "$@"
+            """), mode=0o755)
+        kill_lighttpd(c, "server1")
+        c.wait_holders(["server2"], timeout=60)
+        assert c.lab.client.wait_for(VIP, "server2", timeout=20) is not None
+        log = c.log("server1")
+        assert "Restart of group 192.168.56.200 failed" in log
+        st1 = status_json(c, "server1")
+        assert st1["groups"][0]["local_state"] == "stopped"
+        assert lighttpd_pid(c, "server1") not in node.pids()      # nothing left behind
+        # server2 now serves; server1 stays out even with auto_failback on (it failed the group).
+        time.sleep(2.0)
+        assert c.holders() == ["server2"]
+        lines = notify_lines(c, "server1")
+        assert any(line.startswith(f"fault {VIP}") for line in lines), lines
+        assert wait_for(lambda: any(x.startswith(f"active {VIP}") for x in notify_lines(c, "server2")), 10)
+    finally:
+        c.stop_all()
+
+
+def test_hooks_run_in_order_and_again_after_partition(lab_factory) -> None:
+    c = make(lab_factory, "[hooks]\nnotify = /etc/ha.d/notify.sh\n")
+    try:
+        for n in c.names:
+            c.start(n)
+        c.wait_holders(["server1"])
+        assert wait_for(lambda: notify_lines(c, "server1"), 10)
+        c.stop("server1")
+        c.wait_holders(["server2"])
+        lines1 = notify_lines(c, "server1")
+        events1 = [" ".join(line.split()[:2]) for line in lines1]
+        assert events1 == ["peer_up server2", f"active {VIP}", f"standby {VIP}"], lines1
+        assert "node=server1 event=active reason=taking 192.168.56.200: " in lines1[1], lines1
+        assert lines1[2].endswith("reason=heartbeat shutdown"), lines1
+        lines2 = wait_for(lambda: (x := notify_lines(c, "server2")) and x[-1].startswith("active") and x, 10)
+        events2 = [" ".join(line.split()[:2]) for line in lines2]
+        assert "peer_dead server1" in events2 and events2[-1] == f"active {VIP}", lines2
+        assert events2.index("peer_dead server1") < events2.index(f"active {VIP}")
+        # A partition: server2 keeps the group; after the heal its hooks run again.
+        c.start("server1")
+        c.wait_holders(["server1"])
+        n_before = len(notify_lines(c, "server1"))
+        c.lab.partition("server1", "server2")
+        c.wait_holders(["server1", "server2"], timeout=20)    # no quorum: both take it
+        c.lab.heal()
+        c.wait_holders(["server1"], timeout=20)
+        lines = wait_for(lambda: [x for x in notify_lines(c, "server1")[n_before:] if x.startswith("heal")]
+                         and notify_lines(c, "server1")[n_before:], 10)
+        heal_at = next(i for i, x in enumerate(lines) if x.startswith("heal server2"))
+        assert any(x.startswith(f"active {VIP}") for x in lines[heal_at:]), lines
+        assert "Notify hook /etc/ha.d/notify.sh active 192.168.56.200: exit 0" in c.log("server1")
+    finally:
+        c.stop_all()
+
+
+def _parse_exposition(text: str) -> dict[str, list[tuple[dict, float]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, list[tuple[dict, float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def test_metrics_textfile_and_http(lab_factory) -> None:
+    ext = """
+    [metrics]
+    textfile = /var/lib/heartbeat/hba.prom
+    textfile_interval = 0.5
+    listen = 0.0.0.0:9694
+    """
+    c = make(lab_factory, ext)
+    try:
+        for n in c.names:
+            c.start(n)
+        c.wait_holders(["server1"])
+        c.wait_status("server1", "server2", "active")
+        time.sleep(1.0)
+        prom = _parse_exposition(c.lab.node("server1").read("/var/lib/heartbeat/hba.prom"))
+        assert prom["hba_up"] == [({}, 1.0)]
+        assert ({"group": VIP}, 1.0) in prom["hba_group_held"]
+        assert ({"group": VIP}, 1.0) in prom["hba_group_holders"]
+        assert ({"group": VIP, "state": "running"}, 1.0) in prom["hba_group_state"]
+        assert ({"node": "server2", "state": "active"}, 1.0) in prom["hba_node_alive"]
+        assert ({"node": "server2", "link": "eth0"}, 1.0) in prom["hba_link_up"]
+        assert prom["hba_packets_received_total"][0][1] > 0
+        # The HTTP listener, from the client namespace, on server2's address.
+        got = c.lab.client.run(["python3", "-c", textwrap.dedent("""
+            import urllib.request
+            print(urllib.request.urlopen("http://192.168.56.102:9694/metrics", timeout=5).read().decode())
+        """)]).stdout
+        prom2 = _parse_exposition(got)
+        assert ({"group": VIP}, 0.0) in prom2["hba_group_held"]
+        assert ({"group": VIP, "owner": "server1"}, 1.0) in prom2["hba_group_owner"]
+        # Hostile requests get an answer or a closed socket, never a dead daemon.
+        c.lab.client.run(["python3", "-c", textwrap.dedent("""
+            import socket
+            for req in (b"GET /nope HTTP/1.0\\r\\n\\r\\n", b"x" * 100000, b"\\r\\n\\r\\n", b""):
+                s = socket.create_connection(("192.168.56.102", 9694), timeout=5)
+                try:   # the daemon may close on us mid-request: that is a fine answer
+                    s.sendall(req); s.shutdown(socket.SHUT_WR); s.recv(100)
+                except OSError:
+                    pass
+                s.close()
+        """)])
+        assert c.daemon_pids("server2")
+        c.stop("server1")
+        c.wait_holders(["server2"])
+        prom = _parse_exposition(c.lab.node("server1").read("/var/lib/heartbeat/hba.prom"))
+        assert prom["hba_up"] == [({}, 0.0)]     # a stopped daemon says so
+    finally:
+        c.stop_all()
+
+
+def test_periodic_gratuitous_arp_refresh(lab_factory, tmp_path) -> None:
+    c = make(lab_factory, "[announce]\nrefresh_interval = 1\n")
+    try:
+        for n in c.names:
+            c.start(n)
+        c.wait_holders(["server1"])
+        time.sleep(1.5)     # past the takeover burst (5 pairs, 200 ms apart)
+        pcap = str(tmp_path / "arp.pcap")
+        with Capture(c.lab.switch_ns, pcap, "arp"):
+            time.sleep(3.6)
+        frames = [f for f in parse_arp_frames(pcap) if is_gratuitous(f) and f.sender_ip == VIP]
+        senders = {f.sender_mac for f in frames}
+        assert senders == {c.lab.node("server1").mac}, frames
+        # One burst of 5 request+reply pairs per second of refresh.
+        assert 3 * 10 <= len(frames) <= 4 * 10 + 2, len(frames)
+    finally:
+        c.stop_all()
+
+
+@pytest.mark.parametrize("bad, expect", [
+    ("[monitor]\ninterval = soon\n", r"hb-appliance.cf:2: \[monitor/interval\]"),
+    ("[monitor]\n[[10.0.0.1]]\nfall = 2\n", r"hb-appliance.cf:2: \[\[10.0.0.1\]\] names no resource group"),
+    ("[hooks]\nnotify = notify.sh\n", r"hb-appliance.cf:2: \[hooks\] notify: notify.sh is not an absolute"),
+    ("[metrics]\nlisten = 9694\n", r"hb-appliance.cf:2: \[metrics\] listen = 9694: expected ADDRESS:PORT"),
+])
+def test_bad_extension_file_is_refused_with_its_line(lab_factory, bad: str, expect: str) -> None:
+    c = make(lab_factory, bad)
+    res = c.lab.node("server1").run([c.binary, "-t"], check=False)
+    assert res.returncode == 6, res
+    assert re.search(expect, res.stderr), res.stderr
+    res = c.start("server1", check=False)
+    assert res.returncode == 6 and not c.daemon_pids("server1")
