@@ -14,9 +14,11 @@ from appliance.config.extension import Extension
 from appliance.journal import Journal
 from appliance.metrics import Exporter
 from appliance.net import garp
+from appliance.net.pinger import Pinger, ping_nodes
 from appliance.rsc.group import Outcome
 from appliance.rsc.manager import RUNNING, STOPPED
 from appliance.rsc.monitor import GIVE_UP, RECOVERED, RESTART, CheckResult, Monitor
+from appliance.wire import catalog
 
 if TYPE_CHECKING:
     from appliance.daemon import Daemon
@@ -40,11 +42,18 @@ class Addons:
 
         self.exporter = Exporter(ext.metrics_textfile, ext.metrics_interval, ext.metrics_listen,
                                  lambda: snapshot(d), _version())
+        self.pinger: Pinger | None = None
+        nodes = ping_nodes(d.cfg.ping, d.cfg.ping_groups)
+        if nodes:
+            self.pinger = Pinger(nodes, d.cfg.keepalive_ms / 1000.0, d.cfg.deadping_ms / 1000.0,
+                                 self._ping_changed)
         self.recovering: set[str] = set()
         self.launch_reason: dict[str, str] = {}
         self._refresh: asyncio.Task | None = None
 
     async def start(self) -> None:
+        if self.pinger is not None:
+            self.pinger.open(asyncio.get_running_loop())
         self.journal.start()
         self.monitor.start()
         await self.exporter.start()
@@ -59,9 +68,21 @@ class Addons:
             await asyncio.gather(self._refresh, return_exceptions=True)
 
     async def close(self) -> None:
+        if self.pinger is not None:
+            self.pinger.close()
         await self.stop_checks()
         await self.journal.close(HOOK_DRAIN_AT_STOP)
         await self.exporter.close()
+
+    def ping_count(self) -> int | None:
+        """Ping nodes this node reaches (shared with peers), None without ping nodes."""
+        return self.pinger.reachable() if self.pinger is not None else None
+
+    def ping_view(self) -> list[dict[str, Any]]:
+        """Ping nodes as cl_status shows them: type ping, one link named after the node."""
+        states = self.pinger.node_states() if self.pinger is not None else {}
+        return [{"name": n, "state": "ping" if up else "dead", "type": "ping",
+                 "links": {n: "up" if up else "dead"}} for n, up in states.items()]
 
     def view(self) -> dict[str, Any]:
         j = self.journal
@@ -103,6 +124,14 @@ class Addons:
         for key in self.d.manager.order:
             held = self.d.manager.state[key] == RUNNING
             self.journal.record("active" if held else "standby", key, f"re-run after partition with {node}")
+
+    def _ping_changed(self, name: str, up: bool) -> None:
+        total = len(self.pinger.nodes) if self.pinger else 0
+        event = "ping_up" if up else "ping_dead"
+        self.journal.record(event, name, f"{self.ping_count()} of {total} reachable")
+        if not self.d.stopping and self.d.phase != "init":
+            self.d._send(catalog.status(self.d._wire_state(), self.d._dt()))   # peers learn it now
+            self.d._schedule_reconcile()
 
     # ------------------------------------------------------------ monitor
     def _running_here(self, key: str) -> bool:

@@ -456,7 +456,8 @@ class Daemon(Compat306, LinkEvents):
             seq = self.seq
         if mtype == "status":
             catalog.with_facts(
-                msg, self.manager.held(), self.ready, self._standby_text(), sorted(self.manager.failed)
+                msg, self.manager.held(), self.ready, self._standby_text(), sorted(self.manager.failed),
+                self.addons.ping_count(),
             )
         dest = msg.get("dest")
         peer = self.mem.peers.get(dest) if dest else None
@@ -527,6 +528,7 @@ class Daemon(Compat306, LinkEvents):
                     link_ok=self.links.any_up,
                     held=frozenset(self.manager.held()), failed=frozenset(self.manager.failed),
                     standby_scope=self.standby_scope, standby_epoch=self.standby_epoch,
+                    ping=self.addons.ping_count(),
                 )
                 continue
             p, f = self.mem.peers[name], self.facts[name]
@@ -539,6 +541,7 @@ class Daemon(Compat306, LinkEvents):
                 pending_since=f.first_heard if p.state != "dead" and not f.ready else None,
                 # A 3.0.6 node negotiates for up to RQSTDELAY (10 s) before it settles.
                 grace=LEGACY_START_GRACE if f.legacy else 0.0,
+                ping=f.ping if alive else None,
             )
         return ownership.Facts(
             self.cfg.nodes, views, self.local, self.cfg.auto_failback, now,

@@ -3,9 +3,9 @@ operator's notification hooks (the extension file's [hooks] notify = /path, /pat
 
 Events: `active` / `standby` (a group started / stopped here), `fault` (a group failed to start,
 to stop, or its health check failed), `restart` (a group restarted in place), `peer_dead` /
-`peer_up` (a node), `heal` (a node heard again after a partition; the hooks are then re-run with
-this node's current state of every group, so a hook that missed a change during the partition
-catches up).
+`peer_up` (a node), `ping_dead` / `ping_up` (a ping node), `heal` (a node heard again after a
+partition; the hooks are then re-run with this node's current state of every group, so a hook
+that missed a change during the partition catches up).
 
 Each hook runs as `HOOK EVENT SUBJECT` with HA_NOTIFY_EVENT, HA_NOTIFY_SUBJECT, HA_NOTIFY_REASON
 and HA_NOTIFY_NODE in its environment, one at a time and in the order the transitions happened,
@@ -27,7 +27,7 @@ log = logging.getLogger("heartbeat")
 
 KEEP = 100           # transitions kept for the status view
 QUEUE_MAX = 1000     # pending hook runs; beyond this new ones are dropped (and logged)
-EVENTS = ("active", "standby", "fault", "restart", "peer_dead", "peer_up", "heal")
+EVENTS = ("active", "standby", "fault", "restart", "peer_dead", "peer_up", "heal", "ping_up", "ping_dead")
 
 
 @dataclass(frozen=True)

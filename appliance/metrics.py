@@ -62,9 +62,11 @@ def render(snap: dict[str, Any] | None, version: str = "") -> str:
                [({}, snap.get("generation", 0))])
     nodes, links = [], []
     for n in snap["nodes"]:
-        nodes.append(({"node": n["name"], "state": n["state"]}, n["state"] in ("up", "active")))
+        alive = n["state"] in ("up", "active", "ping")
+        nodes.append(({"node": n["name"], "state": n["state"], "type": n.get("type", "normal")}, alive))
         links += [({"node": n["name"], "link": i}, s == "up") for i, s in sorted(n["links"].items())]
-    out.metric("hba_node_alive", "gauge", "1 if the node is alive as seen from here (label state).", nodes)
+    out.metric("hba_node_alive", "gauge",
+               "1 if the node (type normal) or ping node (type ping) is alive as seen from here.", nodes)
     out.metric("hba_link_up", "gauge", "1 if the node's heartbeat link is up as seen from here.", links)
     held, state, holders, owner = [], [], [], []
     for g in snap["groups"]:

@@ -23,6 +23,8 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         else:
             links = {i: ("up" if p.link_up.get(i) else "dead") for i in d.media.interfaces()}
         nodes.append({"name": name, "state": p.state, "type": "normal", "links": links})
+    # ha.cf usually declares ping nodes before the `node` lines; 3.0.6 lists in declaration order.
+    nodes = d.addons.ping_view() + nodes
     groups = []
     for g in d.groups:
         dec = d.last_decisions.get(g.key)

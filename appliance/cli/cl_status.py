@@ -79,9 +79,9 @@ def run(args: list[str]) -> int:
 
 
 def _listnodes(st: dict[str, Any], rest: list[str], human: bool = False) -> int:
-    if "-p" in rest:
-        return OK          # ping nodes: none in this release
     for n in st["nodes"]:
+        if ("-p" in rest and n["type"] != "ping") or ("-n" in rest and n["type"] == "ping"):
+            continue
         if "-v" in rest:
             print(f"{n['name']}\t{n['state']}\t(nodetype: {n['type']})")
             for link, state in n["links"].items():

@@ -8,11 +8,13 @@ for standby), so they agree without extra messages:
 * Each group has a takeover order: its home node (haresources), then the other `node` lines
   of ha.cf in order, wrapping around after the home node.
 * A node is *eligible* when it is alive, finished start-up and its heartbeat link has carrier.
-* Candidates are ranked by (failed to start this group, standby epoch, takeover order):
-  a node that could not start the group, or that asked for standby, goes to the back.
+* Candidates are ranked by (failed this group, ping nodes it cannot reach that another
+  candidate can, standby epoch, takeover order): a node that could not start or keep the group
+  running, that lost its uplink (ipfail's rule), or that asked for standby, goes to the back.
 * auto_failback on / legacy: the group belongs to the best-ranked eligible node, so it moves
   back home when home returns.  auto_failback off: it stays with its current holder unless a
-  better-ranked node exists by the first two criteria (the holder failed it or went standby).
+  better-ranked node exists by the first three criteria (the holder failed it, lost ping
+  nodes another node still reaches, or went standby).
 * Release before acquire: a node only takes a group when no live node claims it, and gives it
   up as soon as another node is the rightful owner.  Two claimants (after a partition heals)
   resolve by the same ranking: the loser releases, the winner re-announces.
@@ -42,6 +44,7 @@ class NodeView:
     standby_epoch: int = 0
     pending_since: float | None = None   # alive but not ready yet, since when
     grace: float = 0.0                   # wait this long for it to finish starting (0 = default)
+    ping: int | None = None              # ping nodes it reaches; None = unknown (no ping nodes, 3.0.6)
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,13 @@ def takeover_order(nodes: list[str], home: str) -> list[str]:
     return nodes[i:] + nodes[:i]
 
 
-def rank(group: GroupInfo, view: NodeView, order: list[str]) -> tuple[int, int, int]:
+def rank(
+    group: GroupInfo, view: NodeView, order: list[str], best_ping: int = 0
+) -> tuple[int, int, int, int]:
     standby = view.standby_epoch if in_scope(view.standby_scope, group, view.name) else 0
-    return (1 if group.key in view.failed else 0, standby, order.index(view.name))
+    # Unknown reachability (a 3.0.6 peer, no ping nodes) is neutral, never a deficit.
+    deficit = best_ping - view.ping if view.ping is not None else 0
+    return (1 if group.key in view.failed else 0, max(0, deficit), standby, order.index(view.name))
 
 
 def eligible(view: NodeView) -> bool:
@@ -102,16 +109,20 @@ def owner_of(group: GroupInfo, facts: Facts) -> str | None:
     """The node that should hold `group` under the rule, or None if nobody can."""
     order = takeover_order(facts.nodes, group.home)
     views = [facts.views[n] for n in order if n in facts.views]
-    cands = sorted((v for v in views if eligible(v)), key=lambda v: rank(group, v, order))
+    elig = [v for v in views if eligible(v)]
+    best_ping = max((v.ping for v in elig if v.ping is not None), default=0)
+    key = lambda v: rank(group, v, order, best_ping)  # noqa: E731
+    cands = sorted(elig, key=key)
     if not cands:
         return None
     best = cands[0]
     if facts.auto_failback == "off":
         holders = [v for v in cands if group.key in v.held]
         if holders:
-            holder = min(holders, key=lambda v: rank(group, v, order))
-            # Sticky, unless the holder failed the group or stood down and someone better exists.
-            if rank(group, best, order)[:2] < rank(group, holder, order)[:2]:
+            holder = min(holders, key=key)
+            # Sticky, unless the holder failed the group, lost its uplink or stood down and
+            # someone better exists.
+            if key(best)[:3] < key(holder)[:3]:
                 return best.name
             return holder.name
     return best.name
@@ -180,8 +191,12 @@ def _why(group: GroupInfo, facts: Facts, owner: str | None) -> str:
         return "no eligible node"
     v = facts.views[owner]
     order = takeover_order(facts.nodes, group.home)
-    if owner == group.home and rank(group, v, order)[:2] == (0, 0):
+    if owner == group.home and rank(group, v, order)[:3] == (0, 0, 0):
         return f"home node, auto_failback {facts.auto_failback}"
+    pings = {n: w.ping for n, w in facts.views.items() if eligible(w) and w.ping is not None}
+    if pings and min(pings.values()) < max(pings.values()) and v.ping == max(pings.values()):
+        worse = ", ".join(f"{n} {p}" for n, p in sorted(pings.items()) if p < max(pings.values()))
+        return f"reaches {v.ping} ping node(s), more than {worse}"
     if facts.auto_failback == "off" and group.key in v.held:
         return "current holder, auto_failback off"
     return f"first eligible node in takeover order {' '.join(order)}"

@@ -24,6 +24,7 @@ class PeerFacts:
     first_heard: float | None = None
     legacy: bool = False             # a real Heartbeat 3.0.6 node (no hba_* fields)
     seq: int = 0                     # sequence number of the message the facts came from
+    ping: int | None = None          # ping nodes it reaches (None: unknown, e.g. a 3.0.6 node)
 
     def newer(self, seq: int | None) -> bool:
         """Only a message newer than the last one we learnt from may change the facts:
@@ -36,6 +37,7 @@ class PeerFacts:
     def forget(self, now: float | None = None, restarted: bool = False) -> None:
         """The peer died or restarted: nothing it said before still holds."""
         self.held, self.ready, self.first_heard = frozenset(), False, now
+        self.ping = None
         self.standby_scope, self.standby_epoch = "", 0
         if restarted:
             self.seq = 0
@@ -53,6 +55,8 @@ def learn_ours(f: PeerFacts, msg: Message) -> bool:
     scope, _, epoch = (msg.get(catalog.X_STANDBY) or "").partition(" ")
     f.standby_scope = scope
     f.standby_epoch = int(epoch) if epoch.isdigit() and len(epoch) < 12 else 0
+    ping = msg.get(catalog.X_PING) or ""
+    f.ping = int(ping) if ping.isdigit() and len(ping) < 6 else None
     return True
 
 

@@ -16,17 +16,21 @@ X_HELD = "hba_held"          # space-separated group keys this node holds (possi
 X_READY = "hba_ready"        # "1" once start-up negotiation is over
 X_STANDBY = "hba_standby"    # "<scope> <epoch>" or ""
 X_FAILED = "hba_failed"      # space-separated group keys this node failed to start
+X_PING = "hba_ping"          # how many ping nodes (ha.cf ping / ping_group) this node reaches
 
 
 def status(st: str, dt_ms: int) -> Message:
     return Message.of(t="status", st=st, dt=f"{dt_ms:x}", protocol=PROTOCOL_VERSION)
 
 
-def with_facts(msg: Message, held: list[str], ready: bool, standby: str, failed: list[str]) -> Message:
+def with_facts(msg: Message, held: list[str], ready: bool, standby: str, failed: list[str],
+               ping: int | None = None) -> Message:
     msg.add(X_HELD, " ".join(held))
     msg.add(X_READY, "1" if ready else "0")
     msg.add(X_STANDBY, standby)
     msg.add(X_FAILED, " ".join(failed))
+    if ping is not None:            # only when ping nodes are configured
+        msg.add(X_PING, str(ping))
     return msg
 
 

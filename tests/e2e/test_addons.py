@@ -203,7 +203,7 @@ def test_metrics_textfile_and_http(lab_factory) -> None:
         assert ({"group": VIP}, 1.0) in prom["hba_group_held"]
         assert ({"group": VIP}, 1.0) in prom["hba_group_holders"]
         assert ({"group": VIP, "state": "running"}, 1.0) in prom["hba_group_state"]
-        assert ({"node": "server2", "state": "active"}, 1.0) in prom["hba_node_alive"]
+        assert ({"node": "server2", "state": "active", "type": "normal"}, 1.0) in prom["hba_node_alive"]
         assert ({"node": "server2", "link": "eth0"}, 1.0) in prom["hba_link_up"]
         assert prom["hba_packets_received_total"][0][1] > 0
         # The HTTP listener, from the client namespace, on server2's address.
@@ -266,3 +266,52 @@ def test_bad_extension_file_is_refused_with_its_line(lab_factory, bad: str, expe
     assert re.search(expect, res.stderr), res.stderr
     res = c.start("server1", check=False)
     assert res.returncode == 6 and not c.daemon_pids("server1")
+
+
+# ------------------------------------------------------------------ ping nodes (ipfail built in)
+def block_ping(c: Cluster, name: str, target: str) -> None:
+    script = ("table inet hbaping {}\ndelete table inet hbaping\n"
+              "table inet hbaping {\n  chain out { type filter hook output priority 0; policy accept;\n"
+              f"    ip daddr {target} icmp type echo-request drop\n  }}\n}}\n")
+    c.lab.node(name).run(["nft", "-f", "-"], input=script, timeout=10)
+
+
+def unblock_ping(c: Cluster, name: str) -> None:
+    c.lab.node(name).run(["nft", "-f", "-"], input="table inet hbaping {}\ndelete table inet hbaping\n",
+                         timeout=10)
+
+
+def test_ping_node_lost_gives_group_to_the_peer_that_still_reaches_it(lab_factory) -> None:
+    lab = lab_factory(["server1", "server2"])
+    router = lab.client.ip
+    c = Cluster(lab, ClusterConfig(extra=["deadping 2", f"ping {router}"])).setup()
+    try:
+        for n in c.names:
+            c.start(n)
+        c.wait_holders(["server1"])
+        for n in c.names:
+            c.wait_status(n, router, "ping")
+        assert c.cl_status("server1", "nodetype", router).stdout.strip() == "ping"
+        assert c.cl_status("server1", "listnodes", "-p").stdout.split() == [router]
+        # server1 loses its uplink (its echoes are dropped); server2 still reaches the router.
+        block_ping(c, "server1", router)
+        waited = c.wait_holders(["server2"], timeout=20)
+        assert waited >= 1.0          # only after deadping, never on one lost echo
+        c.wait_status("server1", router, "dead")
+        log1 = c.log("server1")
+        assert f"Ping node {router}: is dead" in log1
+        assert "server2 should hold 192.168.56.200 (reaches 1 ping node(s), more than server1 0)" in log1
+        assert c.lab.client.wait_for(VIP, "server2", timeout=10) is not None
+        # Uplink back: auto_failback on returns the group home, after the rise hysteresis.
+        unblock_ping(c, "server1")
+        c.wait_holders(["server1"], timeout=20)
+        # Both lose the router: equal reachability, nothing moves.
+        for n in c.names:
+            block_ping(c, n, router)
+        for n in c.names:
+            c.wait_status(n, router, "dead")
+        time.sleep(1.0)
+        assert c.holders() == ["server1"]
+        assert "Ping node" in c.log("server2")
+    finally:
+        c.stop_all()

@@ -164,7 +164,7 @@ def test_metrics_exposition_parses_with_prometheus_client() -> None:
     fams = {f.name: f for f in text_string_to_metric_families(render(SNAP, "1.0"))}
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
     assert samples[("hba_up", ())] == 1
-    assert samples[("hba_node_alive", (("node", 'ser"ver2'), ("state", "dead")))] == 0
+    assert samples[("hba_node_alive", (("node", 'ser"ver2'), ("state", "dead"), ("type", "normal")))] == 0
     assert samples[("hba_group_state", (("group", "10.0.0.1"), ("state", "running")))] == 1
     assert samples[("hba_group_state", (("group", "10.0.0.1"), ("state", "stopped")))] == 0
     assert samples[("hba_packets_dropped_total", (("reason", "auth_mismatch"),))] == 3
@@ -212,3 +212,72 @@ def test_hooks_run_in_order_with_env(tmp_path) -> None:
                                             "standby g1 shutdown n1"]
     assert j.hook_runs == {"ok": 3, "timeout": 3}
     assert [t["event"] for t in j.view()] == ["active", "peer_dead", "standby"]
+
+
+# ------------------------------------------------------------------ ping nodes
+def test_icmp_echo_and_reply_codec() -> None:
+    from appliance.net.pinger import checksum, echo_request, parse_reply
+
+    req = echo_request(0x1234, 7)
+    assert req[0] == 8 and checksum(req) == 0
+    reply = bytearray(req)
+    reply[0] = 0
+    reply[2:4] = b"\0\0"
+    reply[2:4] = checksum(bytes(reply)).to_bytes(2, "big")
+    ip = bytes([0x45, 0, 0, 20 + len(reply)]) + bytes(8) + bytes([10, 0, 0, 254]) + bytes([10, 0, 0, 1])
+    assert parse_reply(ip + bytes(reply), 0x1234) == ("10.0.0.254", 7)
+    assert parse_reply(ip + bytes(reply), 0x4321) is None          # someone else's echo
+    assert parse_reply(ip + req, 0x1234) is None                   # a request, not a reply
+    corrupt = bytearray(reply)
+    corrupt[10] ^= 1
+    assert parse_reply(ip + bytes(corrupt), 0x1234) is None
+
+
+@given(st.binary(max_size=200))
+def test_parse_reply_never_raises(data: bytes) -> None:
+    from appliance.net.pinger import parse_reply
+
+    parse_reply(data, 1)
+
+
+def test_ping_hysteresis_and_groups() -> None:
+    from appliance.net.pinger import RISE, Pinger, PingNode
+
+    changes: list[tuple[str, bool]] = []
+    p = Pinger([PingNode("10.0.0.1", ("10.0.0.1",)), PingNode("gw", ("10.0.0.2", "10.0.0.3"))],
+               interval=1.0, deadping=3.0, on_change=lambda n, up: changes.append((n, up)))
+    t = 0.0
+    for _ in range(RISE):             # RISE rounds with a reply each: up
+        p.seq += 1
+        p.tick(t)
+        for a in ("10.0.0.1", "10.0.0.3"):
+            p.targets[a].replied_since_send = False
+        p.reply("10.0.0.1", t + 0.01)
+        p.reply("10.0.0.3", t + 0.01)
+        t += 1.0
+    assert p.reachable() == 2 and changes == [("10.0.0.1", True), ("gw", True)]
+    p.tick(t + 1.5)                   # last reply 2.49 s ago: silent, but within deadping
+    assert p.reachable() == 2
+    p.tick(t + 2.5)                   # 3.49 s > deadping 3 s
+    assert p.reachable() == 0 and changes[-2:] == [("10.0.0.1", False), ("gw", False)]
+    p.reply("10.0.0.1", t + 3)        # one reply is not enough to come back
+    assert p.reachable() == 0
+
+
+def test_ownership_prefers_the_node_that_reaches_more_ping_nodes() -> None:
+    from appliance.core.ownership import Facts, GroupInfo, NodeView, owner_of
+
+    g = GroupInfo("ip", "a")
+
+    def facts(ping_a, ping_b, held_by="a", failback="on"):
+        def view(name, ping):
+            return NodeView(name, True, True, held=frozenset({"ip"} if held_by == name else ()), ping=ping)
+        views = {"a": view("a", ping_a), "b": view("b", ping_b)}
+        return Facts(["a", "b"], views, "a", failback)
+
+    assert owner_of(g, facts(1, 1)) == "a"
+    assert owner_of(g, facts(0, 1)) == "b"                       # a lost its uplink
+    assert owner_of(g, facts(0, 0)) == "a"                       # both lost it: nothing moves
+    assert owner_of(g, facts(0, None)) == "a"                    # unknown (3.0.6 peer) is neutral
+    assert owner_of(g, facts(1, 2, held_by="a", failback="off")) == "b"
+    assert owner_of(g, facts(2, 2, held_by="b", failback="off")) == "b"   # sticky when equal
