@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable
 
+from appliance.config import media6
 from appliance.errors import ConfigError, ConfigErrors
 
 WHITESPACE = " \t\n\r\f"  # heartbeat.h WHITESPACE
@@ -55,13 +56,13 @@ def parse_time_ms(text: str) -> int:
 
 @dataclass(frozen=True)
 class Medium:
-    kind: str  # "bcast" | "mcast" | "ucast"
+    kind: str  # "bcast" | "mcast" | "ucast" | "mcast6" | "ucast6"
     interface: str  # also the link name shown by cl_status
     port: int  # udpport in force when the line was parsed (3.0.6 ordering rule)
-    group: str | None = None  # mcast group address
-    ttl: int = 1  # mcast ttl 0..4
-    loop: int = 0  # mcast loop 0/1
-    peer: str | None = None  # ucast peer address or hostname (first token only)
+    group: str | None = None  # mcast/mcast6 group address
+    ttl: int = 1  # mcast ttl / mcast6 hop limit, 0..4
+    loop: int = 0  # mcast/mcast6 loop 0/1
+    peer: str | None = None  # ucast peer address or hostname (first token only); ucast6: IPv6
 
 
 @dataclass
@@ -238,12 +239,13 @@ _CHECKS: dict[str, Callable[[str], object]] = {
     "bcast": _ifname, "ping": str, "serial": str,
 }  # fmt: skip
 _WHOLE_LINE = (
-    "mcast", "ucast", "ping_group", "stonith", "stonith_host", "apiauth", "respawn", "failfast",
+    "mcast", "ucast", "mcast6", "ucast6", "ping_group", "stonith", "stonith_host", "apiauth",
+    "respawn", "failfast",
 )  # fmt: skip
-# Media plugins 3.0.6 may load but this IPv4 bcast/mcast/ucast daemon cannot honour.
-_UNSUPPORTED = ("mcast6", "ucast6", "ping6", "hbaping", "tipc", "rds", "openais")
+# Media plugins 3.0.6 may load but this daemon cannot honour.
+_UNSUPPORTED = ("ping6", "hbaping", "tipc", "rds", "openais")
 _SINGLE_VALUED = set(_CHECKS) - {"node", "bcast", "ping", "serial", "env"}
-_MULTI_MEDIA = ("bcast", "ucast")  # the ones whose port comes from udpport
+_MULTI_MEDIA = ("bcast", "ucast", "ucast6")  # the ones whose port comes from udpport
 # What 3.0.6 reports for unset directives (its Directives[] defaults, spec 10 for the rest).
 _DEFAULT_PARAMS = {
     "cluster": "linux-ha", "hopfudge": "1", "keepalive": "1000ms", "deadtime": "30000ms",
@@ -277,6 +279,7 @@ class _Parser:
         self.nodes: list[str] = []
         self.media: list[Medium] = []
         self.port_media_lines: list[tuple[int, int]] = []  # (line, port) of bcast/ucast
+        self.ucast6_port: int | None = None  # ucast6.so reads udpport once, at its first line
         self.failback: str | None = None
         self.ping: list[str] = []
         self.ping_groups: dict[str, list[str]] = {}
@@ -306,7 +309,7 @@ class _Parser:
             self.warn("directive 'udp' replaced by 'bcast'")
             directive = "bcast"
         if directive in _UNSUPPORTED:
-            hint = "use bcast, mcast or ucast (IPv4 UDP)"
+            hint = "use bcast, mcast, ucast (IPv4 UDP), mcast6 or ucast6 (IPv6 UDP)"
             self.error(f"[{directive}] media are not supported by this daemon", hint)
         elif directive in _WHOLE_LINE:
             self.params[directive] = rest.rstrip(WHITESPACE)
@@ -440,6 +443,30 @@ class _Parser:
         except _Invalid as bad:
             self.error(f"invalid ucast interface [{tok[0]}]", bad.hint)
 
+    def _wl_mcast6(self, rest: str) -> None:
+        tok = _WS_RE.split(rest.strip(WHITESPACE))
+        if len(tok) > 5:
+            self.warn(f"mcast6: extra fields ignored: {' '.join(tok[5:])}")
+        try:
+            iface, group, port, hops, loop = media6.parse_mcast6(tok)
+        except media6.Invalid as bad:
+            return self.error(str(bad), bad.hint)
+        self.add_medium(Medium("mcast6", iface, port, group=group, ttl=hops, loop=loop))
+
+    def _wl_ucast6(self, rest: str) -> None:
+        tok = _WS_RE.split(rest.strip(WHITESPACE))
+        if len(tok) > 2:
+            self.warn("ucast6: only the first peer on a line is used; give one line per peer")
+        try:
+            iface, peer = media6.parse_ucast6(tok)
+        except media6.Invalid as bad:
+            return self.error(str(bad), bad.hint)
+        if self.ucast6_port is None:
+            self.ucast6_port = self.port
+        elif self.ucast6_port != self.port:
+            self.warn(f"ucast6 keeps port {self.ucast6_port} from its first line, as 3.0.6 does")
+        self.add_medium(Medium("ucast6", iface, self.ucast6_port, peer=peer))
+
     def _wl_ping_group(self, rest: str) -> None:
         tok = [t.lower() for t in _WS_RE.split(rest.strip(WHITESPACE)) if t]
         if len(tok) < 2:
@@ -569,7 +596,8 @@ class _Parser:
         keepalive, deadtime, warntime, initdead, deadping = self.timers()
         params.setdefault("udpport", str(self.default_port))
         if not self.media:
-            self.error("No heartbeat media defined", "add a bcast, mcast or ucast line", None)
+            hint = "add a bcast, mcast, ucast, mcast6 or ucast6 line"
+            self.error("No heartbeat media defined", hint, None)
         nodes = self.membership(local_node, p.get("autojoin", "none"))
         failback = self.failback or "legacy"
         params["auto_failback"] = params.get("auto_failback", failback)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -19,15 +20,27 @@ IP_FORMS = (
     "forms: a.b.c.d, a.b.c.d/24, a.b.c.d/24/eth0, a.b.c.d/24/eth0/a.b.c.255, "
     "a.b.c.d/24/a.b.c.255; the mask may also be dotted, e.g. 255.255.255.0"
 )
+IP6_FORMS = (
+    "IPv6 forms: IPv6addr::2001:db8::10, IPv6addr::2001:db8::10/64, "
+    "IPv6addr::2001:db8::10/64/eth0, optionally followed by /nodad and/or /router "
+    "(e.g. IPv6addr::2001:db8::10/64/eth0/nodad); IPaddr2:: takes the same IPv6 forms"
+)
+# Per-address options after the nic: ours, not Heartbeat's (its IPv6addr wrapper ignores
+# everything after the nic, so a line using them still starts on a 3.0.6 node).
+IP6_OPTIONS = ("nodad", "router")
+IP_RESOURCES = ("IPaddr", "IPaddr2", "IPv6addr")
 
 
 @dataclass(frozen=True)
 class IpSpec:
-    address: str  # dotted IPv4
+    address: str  # dotted IPv4, or IPv6 in canonical (RFC 5952) text
     prefixlen: int | None  # from /bits or dotted mask; None = derive from the interface route
     interface: str | None  # nic, without label
-    label: str | None  # IPaddr2 "eth0:web" -> label "eth0:web"; None otherwise
-    broadcast: str | None
+    label: str | None  # IPaddr2 "eth0:web" -> label "eth0:web"; None otherwise (always for IPv6)
+    broadcast: str | None  # IPv4 only
+    family: int = 4  # 4 or 6
+    nodad: bool = False  # IPv6: add with IFA_F_NODAD instead of waiting for DAD
+    router: bool = False  # IPv6: set the router flag in our neighbour advertisements
 
 
 @dataclass(frozen=True)
@@ -35,7 +48,7 @@ class Resource:
     name: str  # script name: "IPaddr", "IPaddr2", "httpd", ...
     args: tuple[str, ...]  # passed before the action: <script> [args...] start|stop|status
     text: str  # token as written
-    ip: IpSpec | None  # set for IP shorthands, IPaddr:: and IPaddr2::
+    ip: IpSpec | None  # set for IP shorthands, IPaddr::, IPaddr2:: and IPv6addr::
 
 
 @dataclass(frozen=True)
@@ -105,12 +118,71 @@ def parse_ip_spec(text: str) -> IpSpec:
     return IpSpec(address, prefix, iface, label, broadcast)
 
 
+def _ipv6(text: str) -> str:
+    """Canonical text of a unicast IPv6 address that can float between nodes."""
+    if "%" in text:
+        raise ValueError(f"address [{text}] has a %zone; give the interface as ADDR/PREFIX/NIC")
+    try:
+        ip = ipaddress.IPv6Address(text)
+    except ValueError:
+        raise ValueError(f"address [{text}] is not an IPv6 address") from None
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        raise ValueError(f"address [{text}] is not a unicast address")
+    if ip.is_link_local:
+        # fe80::/10 exists on every link anyway and needs a zone to be usable: nothing to move.
+        raise ValueError(f"address [{text}] is link-local; a floating address must be global")
+    if ip.ipv4_mapped is not None:
+        raise ValueError(f"address [{text}] is IPv4-mapped; write the IPv4 address instead")
+    return str(ip)
+
+
+def parse_ip6_spec(text: str) -> IpSpec:
+    """ADDR[/PREFIX[/NIC[/nodad][/router]]] (IPv6addr's form plus our options); ValueError says why.
+
+    The options may also follow the prefix directly (ADDR/64/nodad): a part that is one of the
+    option words is never taken for an interface name.
+    """
+    parts = text.split("/")
+    address = _ipv6(parts[0])
+    prefix = None
+    if len(parts) > 1 and parts[1]:
+        if not re.fullmatch(r"[0-9]{1,3}", parts[1], re.A) or not 1 <= int(parts[1]) <= 128:
+            raise ValueError(f"prefix length [/{parts[1]}] must be 1..128 bits")
+        prefix = int(parts[1])
+    iface = None
+    rest = parts[2:]
+    if rest and rest[0] not in IP6_OPTIONS:
+        nic = rest.pop(0)
+        if nic:
+            if re.match("[0-9]", nic):
+                raise ValueError(f"[{nic}] looks like a broadcast address: IPv6 has none")
+            iface, label = _nic(nic)
+            if label is not None:
+                raise ValueError(f"[{nic}]: IPv6 addresses have no labels; give the interface only")
+    options: set[str] = set()
+    for word in rest:
+        if word not in IP6_OPTIONS:
+            raise ValueError(f"[{word}] is not an option: expected {' or '.join(IP6_OPTIONS)}")
+        if word in options:
+            raise ValueError(f"option [{word}] is given twice")
+        options.add(word)
+    return IpSpec(address, prefix, iface, None, None, 6, "nodad" in options, "router" in options)
+
+
+def _is_ipv6_spec(text: str) -> bool:
+    """Whether an IP resource argument is meant as IPv6 (its address part has a colon)."""
+    return ":" in text.split("/", 1)[0]
+
+
 def parse_resource(token: str) -> Resource:
     """One haresources RESOURCE token; ValueError says what is wrong with it."""
     if _UNPRINTABLE.search(token):
         raise ValueError("it contains control characters or bytes that are not UTF-8")
     if _IP_SHORTHAND.match(token):
         return Resource("IPaddr", (token,), token, _checked_ip("IPaddr", token))
+    if _bare_ipv6(token):
+        # 3.0.6 would split this at '::' and look for a script named after the first half.
+        raise ValueError("a bare IPv6 address is not an IP shorthand; write IPv6addr::" + token)
     name, sep, rest = token.partition("::")
     # The shell splits args on '::' and word-splits them, so empty ones vanish.
     args = tuple(a for a in rest.split("::") if a) if sep else ()
@@ -119,11 +191,35 @@ def parse_resource(token: str) -> Resource:
     if "/" in name or name in (".", ".."):
         raise ValueError("a resource name is a script in resource.d or init.d, not a path")
     ip = None
-    if name in ("IPaddr", "IPaddr2"):
+    if name in IP_RESOURCES:
         if not args:
-            raise ValueError(f"{name} needs an address: {name}::a.b.c.d[/mask[/nic[/bcast]]]")
-        ip = _checked_ip(name, args[0])
+            form = "2001:db8::10[/prefix[/nic]]" if name == "IPv6addr" else (
+                "a.b.c.d[/mask[/nic[/bcast]]]")
+            raise ValueError(f"{name} needs an address: {name}::{form}")
+        if name == "IPv6addr" or _is_ipv6_spec(rest):
+            # An IPv6 address contains '::' itself: the whole rest is the one argument
+            # (3.0.6's ResourceManager would split it there; see README, IPv6).
+            args = (rest,)
+            if name == "IPaddr":
+                raise ValueError("IPaddr is IPv4 only; use IPv6addr:: (or IPaddr2::) for IPv6")
+            ip = parse_ip6_spec(rest)
+        else:
+            ip = _checked_ip(name, args[0])
     return Resource(name, args, token, ip)
+
+
+def _bare_ipv6(token: str) -> bool:
+    """An IPv6 address written without IPv6addr::, e.g. 2001:db8::10/64.
+
+    3.0.6 would run it as a script (2001:db8 with argument 10/64), which never exists. The
+    price: a script named with one to four hex digits whose '::' arguments complete an
+    address ("cafe::beef") is read as an address too; no real script looks like that.
+    """
+    try:
+        ipaddress.IPv6Address(token.split("/", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _checked_ip(name: str, spec: str) -> IpSpec:
@@ -131,6 +227,18 @@ def _checked_ip(name: str, spec: str) -> IpSpec:
     if ip.label is not None and name != "IPaddr2":
         raise ValueError("IPaddr takes a base interface only; use IPaddr2 for a label")
     return ip
+
+
+def _ip_hint(token: str) -> str:
+    """The forms to show for a bad IP resource token ("" for other resources)."""
+    name, sep, rest = token.partition("::")
+    if name == "IPv6addr" or (sep and name in IP_RESOURCES and _is_ipv6_spec(rest)):
+        return IP6_FORMS
+    if _bare_ipv6(token):
+        return IP6_FORMS
+    if _IP_SHORTHAND.match(token) or (sep and name in IP_RESOURCES):
+        return IP_FORMS
+    return ""
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -187,8 +295,7 @@ def parse_haresources(
             try:
                 resources.append(parse_resource(token))
             except ValueError as exc:
-                is_ip = _IP_SHORTHAND.match(token) or token.startswith(("IPaddr::", "IPaddr2::"))
-                hint = IP_FORMS if is_ip else ""
+                hint = _ip_hint(token)
                 errors.append(ConfigError(path, lineno, f"invalid resource [{token}]: {exc}", hint))
         key = tokens[1]
         if key in key_lines:

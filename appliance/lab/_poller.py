@@ -22,13 +22,15 @@ MAX_BODY = 1 << 20
 def http_get(ip, port, timeout):
     """One `GET /` over HTTP/1.0; the stripped body on status 200, else None."""
     deadline = time.monotonic() + timeout
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    v6 = ":" in ip  # an IPv6 literal: its own family, and brackets in the Host header
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
     # Close with RST: no TIME_WAIT pile-up on either side at 40 requests a second.
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     try:
         s.settimeout(timeout)
         s.connect((ip, port))
-        s.sendall(b"GET / HTTP/1.0\r\nHost: " + ip.encode() + b"\r\nConnection: close\r\n\r\n")
+        host = f"[{ip}]" if v6 else ip
+        s.sendall(b"GET / HTTP/1.0\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n\r\n")
         chunks = []
         total = 0
         while total < MAX_BODY:

@@ -30,6 +30,7 @@ class Client:
     def __init__(self, ns: str, ip: str, mac: str, log_path: Optional[str] = None) -> None:
         self.ns = ns
         self.ip = ip
+        self.ip6: Optional[str] = None  # set by Lab when it has ipv6_subnet
         self.mac = mac
         self._lock = threading.Lock()
         self._polling = False

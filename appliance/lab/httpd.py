@@ -66,7 +66,7 @@ do_start() {
 server.modules = ( "mod_indexfile" )
 server.document-root = "$DOCROOT"
 server.bind = "0.0.0.0"
-server.port = $PORT
+server.port = $PORT@LISTEN6@
 server.pid-file = "$PIDFILE"
 server.errorlog = "$LOGDIR/$NAME-error.log"
 server.username = "www-data"
@@ -130,21 +130,25 @@ esac
 """
 
 
-def httpd_script(node_name: str, port: int = 80, name: str = "httpd") -> str:
-    """The init script text (body served = node_name)."""
+def httpd_script(node_name: str, port: int = 80, name: str = "httpd", ipv6: bool = False) -> str:
+    """The init script text (body served = node_name); ipv6 also listens on [::]:port."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"bad service name {name!r}")
     if not re.fullmatch(r"[A-Za-z0-9_.@:-]+", node_name):
         raise ValueError(f"bad body {node_name!r}")
     if not 0 < int(port) < 65536:
         raise ValueError(f"bad port {port!r}")
+    # The conf is written by an unquoted here-document: \$ keeps lighttpd's $SERVER.
+    listen6 = f'\n\\$SERVER["socket"] == "[::]:{int(port)}" {{ }}' if ipv6 else ""
     return (HTTPD_SCRIPT.replace("@NAME@", name).replace("@PORT@", str(int(port)))
-            .replace("@BODY@", node_name))
+            .replace("@BODY@", node_name).replace("@LISTEN6@", listen6))
 
 
-def install_httpd(node: Node, port: int = 80, name: str = "httpd") -> None:
+def install_httpd(node: Node, port: int = 80, name: str = "httpd", ipv6: bool = False) -> None:
     """Write /etc/ha.d/resource.d/<name> (default httpd) into node: an LSB init script
     (start|stop|status|restart) running lighttpd on 0.0.0.0:port whose page body is the
     node name. start returns once lighttpd listens (bounded 10 s); stop succeeds when
-    already stopped; status prints "<name> is running" / "<name> is stopped"."""
-    node.write(f"/etc/ha.d/resource.d/{name}", httpd_script(node.name, port, name), mode=0o755)
+    already stopped; status prints "<name> is running" / "<name> is stopped". ipv6=True also
+    listens on [::]:port (IPV6_V6ONLY, lighttpd's default), for IPv6 floating addresses."""
+    node.write(f"/etc/ha.d/resource.d/{name}", httpd_script(node.name, port, name, ipv6),
+               mode=0o755)

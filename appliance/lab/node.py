@@ -60,9 +60,10 @@ class Node:
     """A lab node. Created by Lab; see the module docstring."""
 
     def __init__(self, name: str, ip: str, mac: str, ns: str, root: str, port: str,
-                 prefixlen: int = 24) -> None:
+                 prefixlen: int = 24, ip6: Optional[str] = None) -> None:
         self.name = name
         self.ip = ip
+        self.ip6 = ip6            # own IPv6 address on eth0 (/64), when the lab has IPv6
         self.mac = mac
         self.ns = ns
         self.root = root          # host-side dir holding etc/ha.d, run, var/lib/heartbeat, var/log
@@ -216,14 +217,18 @@ class Node:
         run(["ip", "-n", self.ns, "link", "set", dev, "up"])
 
     def flush_floating(self) -> None:
-        """Delete every IPv4 address except the node's own ip on eth0 and 127.0.0.1 on lo."""
+        """Delete every IPv4 address except the node's own ip on eth0 and 127.0.0.1 on lo,
+        and every global IPv6 address except the node's own ip6 (link-local and ::1 stay)."""
         for link in self._addr_json():
             dev = link.get("ifname")
             for a in link.get("addr_info", []):
-                if a.get("family") != "inet":
-                    continue
                 local = a.get("local")
-                if (dev == "eth0" and local == self.ip) or (dev == "lo" and local == "127.0.0.1"):
+                if a.get("family") == "inet6":
+                    if a.get("scope") != "global" or (dev == "eth0" and local == self.ip6):
+                        continue
+                elif a.get("family") != "inet":
+                    continue
+                elif (dev == "eth0" and local == self.ip) or (dev == "lo" and local == "127.0.0.1"):
                     continue
                 run(["ip", "-n", self.ns, "addr", "del", f"{local}/{a.get('prefixlen', 32)}",
                      "dev", dev], check=False)

@@ -1,5 +1,7 @@
 """Native IPv4 address takeover over rtnetlink (no `ip`/`ifconfig` subprocess).
 
+IPv6 lives in appliance.net.ip6, which shares this module's netlink channel.
+
 This replaces what Heartbeat's IPaddr/IPaddr2 resource agents do with
 `findif` + `ifconfig eth0:0 ...` / `ip addr add ...` (spec §9.3):
 
@@ -263,14 +265,14 @@ class _Rtnl:
                 return link
         return None
 
-    def addrs(self) -> list[_Addr]:
+    def addrs(self, family: int = socket.AF_INET) -> list[_Addr]:
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
         msgs = self.request(ifaddrmsg, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP,
-                            {"family": socket.AF_INET}, [])
+                            {"family": family}, [])
         out = []
         for m in msgs:
-            addr = addr_from_msg(m)
+            addr = addr_from_msg(m, family)
             if addr is not None:
                 out.append(addr)
         return out
@@ -333,17 +335,18 @@ def link_from_msg(msg: Any) -> _Link | None:
         return None
 
 
-def addr_from_msg(msg: Any) -> _Addr | None:
-    """Decode an IPv4 ifaddrmsg; None for anything else."""
+def addr_from_msg(msg: Any, family: int = socket.AF_INET) -> _Addr | None:
+    """Decode an ifaddrmsg of `family` (IPv4 unless told); None for anything else."""
     try:
-        if msg.get("family") != socket.AF_INET:
+        if msg.get("family") != family:
             return None
         local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
         address = msg.get_attr("IFA_ADDRESS") or local
         if not isinstance(local, str) or not isinstance(address, str):
             return None  # missing, or raw bytes from an attribute pyroute2 could not decode
-        ipaddress.IPv4Address(local)
-        ipaddress.IPv4Address(address)
+        check = ipaddress.IPv6Address if family == socket.AF_INET6 else ipaddress.IPv4Address
+        local = str(check(local))  # canonical text, whatever the decoder produced
+        address = str(check(address))
         flags = msg.get_attr("IFA_FLAGS")
         return _Addr(index=int(msg["index"]), local=local, address=address,
                      prefixlen=int(msg["prefixlen"]), label=str(msg.get_attr("IFA_LABEL") or ""),
@@ -590,7 +593,14 @@ def remove_address(plan: AddressPlan) -> bool:
 
 
 def find_address(address: str) -> tuple[str, int] | None:
-    """(ifname, prefixlen) of the interface that has the address now, or None."""
+    """(ifname, prefixlen) of the interface that has the address now, or None.
+
+    IPv6 addresses are looked up by appliance.net.ip6 (one whose DAD failed does not count).
+    """
+    if ":" in str(address):
+        from appliance.net import ip6
+
+        return ip6.find_address(str(address))
     ip = str(_parse_ipv4(address))
     rt = _rtnl()
     hits = sorted((a for a in rt.addrs() if a.local == ip), key=lambda a: a.index)

@@ -1,8 +1,13 @@
-"""Heartbeat media: bcast, mcast and ucast UDP sockets (spec §1).
+"""Heartbeat media: bcast, mcast and ucast UDP sockets (spec §1), and 3.0.6's IPv6 plugins
+mcast6 and ucast6.
 
 Each medium has a receive socket bound to the UDP port on its interface (SO_BINDTODEVICE, so
 the link a packet came in on is known) and a send socket.  Every outbound datagram goes out on
 every medium, as in 3.0.6; receivers de-duplicate by sequence number.
+
+IPv6 receive sockets are IPV6_V6ONLY, so they never compete with an IPv4 medium for the same
+port. A link-local ucast6 peer (fe80::/10) is reached through the medium's interface, as
+ucast6.so does by setting the scope id.
 """
 
 from __future__ import annotations
@@ -35,6 +40,53 @@ def interface_ipv4(ifname: str, request: int) -> str | None:
         s.close()
 
 
+IPV6_KINDS = ("mcast6", "ucast6")
+
+
+def _ifindex(ifname: str) -> int:
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        return 0  # gone: sends fail (and are counted) until it is back
+
+
+def open_ipv6(m: Medium) -> tuple[socket.socket, socket.socket]:
+    """(receive, send) sockets of an mcast6/ucast6 medium, as mcast6.c / ucast6.c make them."""
+    rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, m.interface.encode())
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        rx.bind(("::", m.port))
+        tx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, m.interface.encode())
+        if m.kind == "mcast6" and m.group:
+            index = socket.if_nametoindex(m.interface)
+            mreq = socket.inet_pton(socket.AF_INET6, m.group) + struct.pack("@I", index)
+            rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, m.ttl)
+            tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, m.loop)
+        rx.setblocking(False)
+        tx.setblocking(False)
+    except BaseException:
+        rx.close()
+        tx.close()
+        raise
+    return rx, tx
+
+
+def destination_ipv6(m: Medium) -> tuple[str, int, int, int] | None:
+    """sockaddr_in6 of an mcast6 group or ucast6 peer; link-local ones get the interface as
+    scope id (multicast groups always, so the kernel never has to guess the link)."""
+    target = m.group if m.kind == "mcast6" else m.peer
+    if not target:
+        return None
+    scoped = m.kind == "mcast6" or target.lower().startswith(("fe8", "fe9", "fea", "feb"))
+    return (target, m.port, 0, _ifindex(m.interface) if scoped else 0)
+
+
 class Link:
     """One medium: its sockets and where it sends to."""
 
@@ -46,6 +98,9 @@ class Link:
         self.errors = 0
 
     def open(self) -> None:
+        if self.medium.kind in IPV6_KINDS:
+            self.rx, self.tx = open_ipv6(self.medium)
+            return
         m = self.medium
         rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -67,8 +122,10 @@ class Link:
         tx.setblocking(False)
         self.rx, self.tx = rx, tx
 
-    def destination(self) -> tuple[str, int] | None:
+    def destination(self) -> tuple | None:
         m = self.medium
+        if m.kind in IPV6_KINDS:
+            return destination_ipv6(m)
         if m.kind == "bcast":
             brd = interface_ipv4(m.interface, SIOCGIFBRDADDR)
             if not brd or brd == "0.0.0.0":

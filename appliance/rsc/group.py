@@ -1,7 +1,9 @@
 """Starting and stopping one haresources group: left to right, right to left (spec §9.2).
 
 IP resources (shorthands, IPaddr::, IPaddr2::) are handled natively with netlink and a
-gratuitous-ARP burst; every other resource is a script found in resource.d or init.d.
+gratuitous-ARP burst; IPv6 ones (IPv6addr::, IPaddr2:: with an IPv6 address) with netlink,
+duplicate address detection and a burst of unsolicited neighbour advertisements. Every other
+resource is a script found in resource.d or init.d.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Settings:
     arp_count: int = 5
     arp_interval: float = 0.2
     env: dict[str, str] = field(default_factory=dict)
+    dad_timeout: float = 10.0  # IPv6: longest wait for duplicate address detection
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class GroupExecutor:
     # --------------------------------------------------------------- IP
     async def _start_one(self, rsc: Resource) -> Outcome:
         if rsc.ip is not None:
-            return self._ip_up(rsc)
+            return await self._ip6_up(rsc) if rsc.ip.family == 6 else self._ip_up(rsc)
         res = await self._script(rsc, "start", self.settings.start_timeout)
         if res is None:
             return Outcome(False, f"no script {rsc.name} in {' or '.join(self.settings.script_dirs)}")
@@ -117,7 +120,7 @@ class GroupExecutor:
 
     async def _stop_one(self, rsc: Resource) -> Outcome:
         if rsc.ip is not None:
-            return self._ip_down(rsc)
+            return self._ip6_down(rsc) if rsc.ip.family == 6 else self._ip_down(rsc)
         for attempt in range(STOP_RETRIES):
             res = await self._script(rsc, "stop", self.settings.stop_timeout)
             if res is None:
@@ -150,8 +153,41 @@ class GroupExecutor:
             self.on_announce(plan.interface, plan.address)
         return Outcome(True, "address up")
 
+    async def _ip6_up(self, rsc: Resource) -> Outcome:
+        """Add, then wait for DAD (unless nodad): a duplicate fails the start, address removed."""
+        from appliance.net import ip6
+
+        spec = rsc.ip
+        assert spec is not None
+        try:
+            plan = ip6.plan_address(spec.address, spec.prefixlen, spec.interface, spec.nodad)
+            added = await ip6.bring_up(plan, self.settings.dad_timeout)
+        except (OSError, ValueError) as exc:
+            log.error("IPv6 address %s not taken: %s", spec.address, exc)
+            return Outcome(False, f"cannot add {spec.address}: {exc}")
+        dad = "without DAD (nodad)" if plan.nodad else "DAD passed"
+        log.info("IPv6 address %s/%d %s on %s, %s", plan.address, plan.prefixlen,
+                 "added" if added else "already", plan.interface, dad)
+        self._garp(plan.interface, plan.address, spec.router)
+        if self.on_announce:
+            self.on_announce(plan.interface, plan.address)
+        return Outcome(True, "address up")
+
+    def _ip6_down(self, rsc: Resource) -> Outcome:
+        from appliance.net import ip6
+
+        assert rsc.ip is not None
+        try:
+            gone = ip6.release(rsc.ip.address)
+        except (OSError, ValueError) as exc:
+            return Outcome(False, f"cannot remove {rsc.ip.address}: {exc}")
+        if not gone:
+            return Outcome(True, "address already absent")
+        log.info("IPv6 address %s removed from %s", rsc.ip.address, ", ".join(gone))
+        return Outcome(True, "address down")
+
     def reannounce(self, rsc: Resource) -> None:
-        """Send a fresh gratuitous-ARP burst for an address we hold (after a conflict)."""
+        """Send a fresh announcement burst for an address we hold (after a conflict)."""
         from appliance.net import ipaddr
 
         if rsc.ip is None:
@@ -159,15 +195,19 @@ class GroupExecutor:
         where = ipaddr.find_address(rsc.ip.address)
         if where is None:
             return
-        self._garp(where[0], rsc.ip.address)
+        self._garp(where[0], rsc.ip.address, rsc.ip.router)
 
-    def _garp(self, ifname: str, address: str) -> None:
-        """A gratuitous-ARP burst in the background; kept so close() can cancel it."""
-        from appliance.net import garp
+    def _garp(self, ifname: str, address: str, router: bool = False) -> None:
+        """A gratuitous-ARP (IPv4) or neighbour-advertisement (IPv6) burst in the background;
+        kept so close() can cancel it. IPv6 uses the same count and interval as ARP."""
+        from appliance.net import garp, ndisc
 
-        task = asyncio.ensure_future(
-            garp.announce(ifname, address, self.settings.arp_count, self.settings.arp_interval)
-        )
+        count, interval = self.settings.arp_count, self.settings.arp_interval
+        if ":" in address:
+            burst = ndisc.announce(ifname, address, count, interval, router)
+        else:
+            burst = garp.announce(ifname, address, count, interval)
+        task = asyncio.ensure_future(burst)
         self._announcers.add(task)
         task.add_done_callback(self._announcers.discard)
 

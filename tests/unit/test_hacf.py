@@ -334,7 +334,7 @@ def test_crm_false_values_are_accepted(value: str) -> None:
     assert parse(MINIMAL + f"crm {value}\npacemaker {value}\n").nodes == ["node1", "node2"]
 
 
-@pytest.mark.parametrize("directive", ["mcast6", "ucast6", "ping6", "hbaping", "tipc"])
+@pytest.mark.parametrize("directive", ["ping6", "hbaping", "tipc", "rds"])
 def test_unsupported_media_are_errors(directive: str) -> None:
     error = only_error(MINIMAL + f"{directive} eth0 x\n")
     assert "not supported" in error.message and error.line == 3

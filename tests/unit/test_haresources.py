@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import pytest
@@ -14,6 +15,7 @@ from appliance.config.haresources import (
     ResourceGroup,
     load_haresources,
     parse_haresources,
+    parse_ip6_spec,
     parse_ip_spec,
     parse_resource,
     resolve_script,
@@ -350,3 +352,129 @@ def test_generated_files_round_trip(lines) -> None:
         assert [r.text for r in group.resources] == res
         for r in group.resources:
             assert (r.ip is not None) == (r.name in ("IPaddr", "IPaddr2"))
+
+
+# ---- IPv6 (IPv6addr::, IPaddr2:: with an IPv6 address) -----------------------------------
+
+
+def ip6(address: str, prefix=None, iface=None, nodad=False, router=False) -> IpSpec:
+    return IpSpec(address, prefix, iface, None, None, 6, nodad, router)
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("2001:db8::10", ip6("2001:db8::10")),
+        ("2001:db8::10/64", ip6("2001:db8::10", 64)),
+        ("2001:db8::10/64/eth0", ip6("2001:db8::10", 64, "eth0")),
+        ("2001:DB8:0:0:0:0:0:10/64", ip6("2001:db8::10", 64)),  # canonical text
+        ("2001:db8::10//eth1", ip6("2001:db8::10", None, "eth1")),
+        ("2001:db8::10/128/lo", ip6("2001:db8::10", 128, "lo")),
+        ("2001:db8::10/64/eth0/nodad", ip6("2001:db8::10", 64, "eth0", nodad=True)),
+        ("2001:db8::10/64/eth0/router/nodad", ip6("2001:db8::10", 64, "eth0", True, True)),
+        ("2001:db8::10/64/nodad", ip6("2001:db8::10", 64, nodad=True)),
+        ("2001:db8::10/64//router", ip6("2001:db8::10", 64, router=True)),
+        ("fd00:56::1/48/bond0.100", ip6("fd00:56::1", 48, "bond0.100")),
+    ],
+)
+def test_ip6_spec_forms(text: str, spec: IpSpec) -> None:
+    assert parse_ip6_spec(text) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("2001:db8::10/0", "1..128"), ("2001:db8::10/129", "1..128"), ("2001:db8::10/x", "1..128"),
+        ("2001:db8::10/255.255.255.0", "1..128"), ("2001:db8::g", "not an IPv6"),
+        ("10.0.0.1", "not an IPv6"), ("ff02::1", "not a unicast"), ("::", "not a unicast"),
+        ("::1", "not a unicast"), ("fe80::1/64/eth0", "link-local"),
+        ("::ffff:10.0.0.1", "IPv4-mapped"), ("2001:db8::10%eth0", "zone"),
+        ("2001:db8::10/64/eth0:web", "no labels"), ("2001:db8::10/64/2001:db8::ff", "broadcast"),
+        ("2001:db8::10/64/eth0/bogus", "not an option"), ("2001:db8::10/64/eth0/nodad/nodad", "twice"),
+        ("2001:db8::10/64/eth0/eth1", "not an option"),
+        ("2001:db8::10/64/averyveryverylongname", "interface"), ("", "not an IPv6"),
+    ],
+)  # fmt: skip
+def test_ip6_spec_errors(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_ip6_spec(text)
+
+
+def test_ipv6addr_resource_keeps_its_colons() -> None:
+    # ResourceManager would split at '::'; the whole rest is the agent's one argument.
+    res = parse_resource("IPv6addr::2001:db8::10/64/eth0")
+    assert res == Resource("IPv6addr", ("2001:db8::10/64/eth0",), res.text,
+                           ip6("2001:db8::10", 64, "eth0"))
+    res2 = parse_resource("IPaddr2::2001:db8::11/64/eth0/nodad")
+    assert res2.name == "IPaddr2" and res2.args == ("2001:db8::11/64/eth0/nodad",)
+    assert res2.ip == ip6("2001:db8::11", 64, "eth0", nodad=True)
+    # IPv4 IPaddr2 is untouched by the IPv6 path.
+    assert parse_resource("IPaddr2::10.0.0.6/24/eth0:web").ip == ip("10.0.0.6", 24, "eth0", "eth0:web")
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [("IPv6addr", "needs an address"), ("IPv6addr::", "needs an address"),
+     ("IPv6addr::10.0.0.1", "not an IPv6"), ("IPaddr::2001:db8::10/64", "IPv4 only"),
+     ("2001:db8::10/64", "bare IPv6"), ("fd00::10", "bare IPv6"), ("IPv6addr::fe80::1", "link-local")],
+)  # fmt: skip
+def test_bad_ipv6_resources(token: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_resource(token)
+
+
+def test_ipv6_errors_in_a_file_name_line_and_ipv6_forms() -> None:
+    text = "server1.example.com 192.168.56.200 httpd\nserver2.example.com IPv6addr::2001:db8::1/200 x\n"
+    [error] = errors_of(text)
+    assert (error.path, error.line) == ("haresources", 2)
+    assert error.message.startswith("invalid resource [IPv6addr::2001:db8::1/200]: prefix length")
+    assert "IPv6addr::2001:db8::10/64/eth0" in error.hint and "nodad" in error.hint
+    [bare] = errors_of("server1.example.com 2001:db8::10/64 httpd\n")
+    assert "IPv6addr::2001:db8::10/64" in bare.message and "IPv6 forms" in bare.hint
+
+
+v6_global = st.ip_addresses(v=6).filter(
+    lambda a: not (a.is_multicast or a.is_unspecified or a.is_loopback or a.is_link_local
+                   or a.ipv4_mapped is not None))
+
+
+@given(
+    v6_global,
+    st.one_of(st.none(), st.integers(1, 128)),
+    st.one_of(st.none(), st.sampled_from(["eth0", "ens18", "bond0.100", "br-lan"])),
+    st.lists(st.sampled_from(["nodad", "router"]), unique=True),
+    st.booleans(),
+)
+def test_generated_ip6_specs_round_trip(address, prefix, iface, options, exploded: bool) -> None:
+    text = address.exploded if exploded else str(address)
+    parts = [text, "" if prefix is None else str(prefix), iface or "", *options]
+    while len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    spec = ip6(str(address), prefix, iface, "nodad" in options, "router" in options)
+    assert parse_ip6_spec("/".join(parts)) == spec
+    for name in ("IPv6addr", "IPaddr2"):
+        res = parse_resource(f"{name}::" + "/".join(parts))
+        assert res.ip == spec and res.args == ("/".join(parts),)
+    [group] = parse_haresources(f"server1.example.com IPv6addr::{'/'.join(parts)} httpd\n", nodes=NODES)
+    assert group.resources[0].ip == spec and group.resources[1].ip is None
+
+
+@settings(max_examples=300)
+@given(st.text(st.one_of(st.characters(), st.sampled_from(list("0123456789abcdef:/%"))), max_size=60))
+def test_ip6_spec_only_raises_value_error(text: str) -> None:
+    try:
+        spec = parse_ip6_spec(text)
+    except ValueError:
+        return
+    assert spec.family == 6 and spec.label is None and spec.broadcast is None
+    assert spec.address == str(ipaddress.IPv6Address(spec.address))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.one_of(st.characters(), st.sampled_from(list("0123456789abcdef:/"))), max_size=40))
+def test_any_ipv6addr_token_gives_a_resource_or_value_error(rest: str) -> None:
+    try:
+        res = parse_resource("IPv6addr::" + rest)
+    except ValueError:
+        return
+    assert res.ip is not None and res.ip.family == 6 and res.args == (rest,)
