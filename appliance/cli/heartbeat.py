@@ -1,4 +1,5 @@
-"""The `heartbeat` command: start (daemonized or -f), -k stop, -r reload, -s status, -v version.
+"""The `heartbeat` command: start (daemonized or -f), -k stop, -r reload, -s status, -v version;
+`heartbeat export --pcs|--crm|--cib` prints the equivalent Pacemaker configuration.
 
 Exit codes follow 3.0.6: 0 success, 1 not running (-s), 6 configuration error.
 """
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(args: list[str]) -> int:
+    if args and args[0] == "export":
+        return export(args[1:])
     opts = _parser().parse_args(args)
     paths = Paths.from_env(sysconfig=SYSCONFIG)
     if opts.version:
@@ -250,4 +253,41 @@ def status(paths: Paths) -> int:
 
     print(f"heartbeat OK [pid {pid} et al] is running on {os.uname().nodename} "
           f"[{local_node_name(paths.etc)}]...")
+    return 0
+
+
+def export(args: list[str]) -> int:
+    """`heartbeat export --pcs|--crm|--cib`: read the configuration as -t does, print Pacemaker's."""
+    p = argparse.ArgumentParser(prog="heartbeat export",
+                                description="print the Pacemaker configuration equivalent to "
+                                            "ha.cf + haresources")
+    fmt = p.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--pcs", action="store_const", const="pcs", dest="fmt", help="pcs commands")
+    fmt.add_argument("--crm", action="store_const", const="crm", dest="fmt",
+                     help="crmsh `configure` syntax")
+    fmt.add_argument("--cib", action="store_const", const="cib", dest="fmt", help="a whole CIB (XML)")
+    opts = p.parse_args(args)
+    from appliance.cli.configload import load_all
+    from appliance.config.haresources import resolve_script
+    from appliance.export import export as render
+
+    paths = Paths.from_env(sysconfig=SYSCONFIG)
+    try:
+        cfg, _keys, groups, ext = load_all(paths)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"ERROR: {line}", file=sys.stderr)
+        print("ERROR: Configuration error, nothing exported.", file=sys.stderr)
+        return EXIT_CONFIG
+    for w in cfg.warnings:
+        print(f"WARN: {w}", file=sys.stderr)
+
+    def locate(name: str) -> str | None:
+        # Heartbeat's lookup (resource.d first): decides between an OCF agent and lsb.
+        found = resolve_script(name, paths.resource_dirs)
+        if found is None:
+            return None
+        return "resource.d" if os.path.dirname(found) == paths.resource_dirs[0] else "init.d"
+
+    sys.stdout.write(render(opts.fmt, cfg, groups, ext, locate))
     return 0
