@@ -44,6 +44,8 @@ log = logging.getLogger("heartbeat")
 HISTORY = 500            # sent messages kept for retransmission (3.0.6's ring size)
 REXMIT_TRIES = 10
 LEGACY_START_GRACE = 12.0
+ECHO_KEEP = 16           # our last datagrams, recognised when bcast/mcast loops them back
+IDLE_TICK = 0.25         # the check loop's longest sleep (timers of the ownership core, links)
 START_WAIT_MIN = 1.0     # how long a starting node waits for `resource` replies at most (floor)
 
 
@@ -100,6 +102,7 @@ class Daemon(Compat306, LinkEvents):
         self.generation = 0
         self.uuid = b"\0" * 16
         self.history: collections.OrderedDict[int, Message] = collections.OrderedDict()
+        self.sent_recently: collections.OrderedDict[bytes, tuple[str, int | None]] = collections.OrderedDict()
         self.rexmits: dict[tuple[str, int], Rexmit] = {}
         self.ack_trigger = {n: random.randrange(10) for n in cfg.nodes}
         self.phase = "init"                # init -> up -> starting -> ready -> stopping
@@ -216,6 +219,13 @@ class Daemon(Compat306, LinkEvents):
     async def _check_loop(self) -> None:
         tick = max(0.02, min(0.1, self.cfg.keepalive_ms / 4000.0))
         while True:
+            # Idle, wake when a peer's deadtime would expire (exactly) or IDLE_TICK at most;
+            # while starting up or retransmitting, every tick.
+            now = time.monotonic()
+            due = self.mem.next_deadline()
+            if self.rexmits or self.phase != "ready":
+                due = min(due, now + tick)
+            await asyncio.sleep(min(IDLE_TICK, max(0.005, due - now + 0.001)))
             try:
                 self.media.drain()
                 now = time.monotonic()
@@ -226,7 +236,6 @@ class Daemon(Compat306, LinkEvents):
                 self._reconcile()
             except Exception:  # noqa: BLE001 - the loop must survive our own bugs
                 log.exception("internal error in the check loop")
-            await asyncio.sleep(tick)
 
     def _dt(self) -> int:
         # 3.0.6 advertises deadtime + 2 s for its first 5 s.
@@ -287,6 +296,9 @@ class Daemon(Compat306, LinkEvents):
     def _receive(self, data: bytes, link: str) -> None:
         if len(data) > MAX_PACKET:
             return self._drop("too_large")
+        echo = self.sent_recently.get(data)
+        if echo is not None:        # our own broadcast looped back: no need to decode it again
+            return self._own_message(*echo)
         try:
             pkt = decode_packet(data)
         except DecodeError as exc:
@@ -473,6 +485,9 @@ class Daemon(Compat306, LinkEvents):
 
     def _transmit(self, msg: Message) -> None:
         data = auth.sign(msg, self.keys, include_body_auth=self.cfg.msgfmt != "netstring")
+        self.sent_recently[data] = (msg.get("t") or "", _hex(msg.get("seq")))
+        while len(self.sent_recently) > ECHO_KEEP:
+            self.sent_recently.popitem(last=False)
         self.counters.tx += 1
         self.media.send(data)
 
@@ -660,12 +675,20 @@ def _int(text: str | None) -> int | None:
         return None
 
 
+_LOADAVG: list = [float("-inf"), "0.00 0.00 0.00 1/1 1"]
+
+
 def _loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return f.readline().strip()
-    except OSError:
-        return "0.00 0.00 0.00 1/1 1"
+    """/proc/loadavg for the `ld` field, read at most once a second."""
+    now = time.monotonic()
+    if now - _LOADAVG[0] >= 1.0:
+        try:
+            with open("/proc/loadavg") as f:
+                _LOADAVG[1] = f.readline().strip()
+        except OSError:
+            pass
+        _LOADAVG[0] = now
+    return _LOADAVG[1]
 
 
 def _version() -> str:

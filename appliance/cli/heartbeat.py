@@ -99,6 +99,18 @@ def print_effective(cfg, groups, ext) -> None:
         order = " ".join(takeover_order(cfg.nodes, g.home))
         rsc = " ".join(r.text for r in g.resources)
         print(f"group          {g.key}: {rsc}  (takeover order: {order})")
+        m = ext.monitor_for(g.key)
+        if m.enabled:
+            check = f", check {m.check!r}" if m.check else ""
+            print(f"  monitor      every {m.interval}s timeout {m.timeout}s fall {m.fall} rise {m.rise} "
+                  f"restarts {m.restarts} within {m.failure_timeout}s{check}")
+    refresh = f"refresh every {ext.refresh_interval}s" if ext.refresh_interval else "no refresh"
+    print(f"announce       {ext.arp_count} ARP pairs {ext.arp_interval}s apart, {refresh}, "
+          f"max {ext.max_rate or 'unlimited'} packets/s per interface")
+    print(f"hooks          {', '.join(ext.notify) or 'none'}")
+    listen = ext.metrics_listen and f"http://{ext.metrics_listen}/metrics"
+    metrics = [x for x in (ext.metrics_textfile, listen) if x]
+    print(f"metrics        {', '.join(metrics) or 'none'}")
 
 
 def _serve(cfg, keys, groups, ext, paths: Paths, debug: int, foreground: bool) -> int:
@@ -106,7 +118,11 @@ def _serve(cfg, keys, groups, ext, paths: Paths, debug: int, foreground: bool) -
 
     from appliance import logsetup
     from appliance.daemon import Daemon
+    from appliance.host import trim_memory
+    from appliance.net.rtnl import lean_pyroute2
 
+    trim_memory()
+    lean_pyroute2()
     logsetup.setup(
         cfg.local_node, cfg.logfile, cfg.debugfile, cfg.logfacility, max(debug, cfg.debug),
         stderr=foreground and not (cfg.logfile or cfg.debugfile or cfg.logfacility),

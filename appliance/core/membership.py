@@ -241,6 +241,25 @@ class Membership:
             changes.append(Change("comm", self.local, "down", "up"))
         return changes
 
+    def next_deadline(self) -> float:
+        """The earliest moment at which tick() could declare a link or a node dead (monotonic
+        seconds; inf when nothing is pending), so the caller sleeps exactly until then."""
+        due = float("inf")
+        for peer in self.peers.values():
+            if peer.name == self.local:
+                continue
+            limit = (peer.dt_ms or self.deadtime_ms) / 1000.0
+            for link, last in peer.links.items():
+                if peer.link_up.get(link):
+                    due = min(due, last + limit)
+            if peer.state == "dead":
+                continue
+            if peer.last_heard is None:
+                due = min(due, self.started + self.initdead_ms / 1000.0)
+            else:
+                due = min(due, peer.last_heard + limit)
+        return due
+
     # ---------------------------------------------------------------- views
     def alive_nodes(self) -> list[str]:
         return [n for n in self.order if self.peers[n].alive]

@@ -128,12 +128,12 @@ class _Rtnl:
     """A blocking NETLINK_ROUTE socket that never waits longer than NETLINK_TIMEOUT."""
 
     def __init__(self) -> None:
-        from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+        from appliance.net.rtnl import rtnl_marshal
 
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._seq = int(time.time()) & 0xFFFF
-        self._marshal = MarshalRtnl()
+        self._marshal = rtnl_marshal()
         self._sock = self._open()
 
     @staticmethod

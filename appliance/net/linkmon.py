@@ -70,9 +70,9 @@ class LinkMonitor:
     RTMGRP_IPV4_IFADDR) for use with asyncio: loop.add_reader(mon.fileno(), ...)."""
 
     def __init__(self) -> None:
-        from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+        from appliance.net.rtnl import rtnl_marshal
 
-        self._marshal = MarshalRtnl()
+        self._marshal = rtnl_marshal()
         self.overruns = 0  # times the kernel dropped notifications (ENOBUFS)
         self.malformed = 0  # messages skipped because they could not be decoded
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)

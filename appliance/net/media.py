@@ -17,6 +17,7 @@ import fcntl
 import logging
 import socket
 import struct
+import time
 from typing import Callable
 
 from appliance.config.hacf import Medium
@@ -26,6 +27,7 @@ log = logging.getLogger("heartbeat")
 SIOCGIFBRDADDR = 0x8919
 SIOCGIFADDR = 0x8915
 RECV_SIZE = 65536
+BRD_REFRESH = 1.0
 
 
 def interface_ipv4(ifname: str, request: int) -> str | None:
@@ -96,6 +98,8 @@ class Link:
         self.rx: socket.socket | None = None
         self.tx: socket.socket | None = None
         self.errors = 0
+        self._brd: str | None = None
+        self._brd_at = float("-inf")
 
     def open(self) -> None:
         if self.medium.kind in IPV6_KINDS:
@@ -127,10 +131,13 @@ class Link:
         if m.kind in IPV6_KINDS:
             return destination_ipv6(m)
         if m.kind == "bcast":
-            brd = interface_ipv4(m.interface, SIOCGIFBRDADDR)
-            if not brd or brd == "0.0.0.0":
+            # The broadcast address rarely changes: ask the kernel once a second, not per packet.
+            now = time.monotonic()
+            if now - self._brd_at > BRD_REFRESH:
+                self._brd, self._brd_at = interface_ipv4(m.interface, SIOCGIFBRDADDR), now
+            if not self._brd or self._brd == "0.0.0.0":
                 return None
-            return (brd, m.port)
+            return (self._brd, m.port)
         if m.kind == "mcast" and m.group:
             return (m.group, m.port)
         if m.kind == "ucast" and m.peer:
