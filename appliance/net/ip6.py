@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -57,7 +58,13 @@ IFA_F_PERMANENT = 0x80
 DAD_TIMEOUT = 10.0
 DAD_POLL = 0.05  # a netlink dump of a few addresses costs microseconds
 
+#: A duplicate seen right at a hand-over may be the previous holder still letting go (a
+#: release and our acquisition can cross); one more try after this pause tells it apart
+#: from a host that really has the address.
+DAD_RETRY_DELAY = 1.0
+
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
+log = logging.getLogger("heartbeat")
 
 
 class DadFailed(AddressError):
@@ -300,28 +307,36 @@ async def wait_dad(plan: Address6Plan, timeout: float = DAD_TIMEOUT, poll: float
         await asyncio.sleep(poll)
 
 
-async def bring_up(plan: Address6Plan, dad_timeout: float = DAD_TIMEOUT) -> bool:
+async def bring_up(plan: Address6Plan, dad_timeout: float = DAD_TIMEOUT,
+                   retry_delay: float = DAD_RETRY_DELAY) -> bool:
     """Add the address and, unless it is nodad, wait for DAD. True if it was added now.
 
-    A left-over copy whose DAD had failed is removed and added afresh. When DAD fails or
-    times out, the address is removed again before the error is raised, so that the node
-    never keeps a duplicate (or unusable) address.
+    A left-over copy whose DAD had failed is removed and added afresh. When DAD fails it is
+    tried once more after retry_delay; when it fails again or times out, the address is
+    removed before the error is raised, so that the node never keeps a duplicate (or
+    unusable) address.
     """
-    flags = address_flags(plan)
-    if flags is not None and flags & IFA_F_DADFAILED:
-        remove_address(plan)
-    added = add_address(plan)
-    if plan.nodad:
-        return added
-    try:
-        await wait_dad(plan, dad_timeout)
-    except (DadFailed, DadTimeout):
-        try:
+    for attempt in (1, 2):
+        flags = address_flags(plan)
+        if flags is not None and flags & IFA_F_DADFAILED:
             remove_address(plan)
-        except (OSError, ValueError):
-            pass  # the DAD error is the one worth reporting
-        raise
-    return added
+        added = add_address(plan)
+        if plan.nodad:
+            return added
+        try:
+            await wait_dad(plan, dad_timeout)
+            return added
+        except (DadFailed, DadTimeout) as exc:
+            try:
+                remove_address(plan)
+            except (OSError, ValueError):
+                pass  # the DAD error is the one worth reporting
+            if attempt == 2 or not isinstance(exc, DadFailed):
+                raise
+            log.warning("%s; trying once more in %gs in case its previous holder is still "
+                        "releasing it", exc, retry_delay)
+        await asyncio.sleep(retry_delay)
+    raise AssertionError("unreachable")
 
 
 def release(address: str) -> list[str]:

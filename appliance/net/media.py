@@ -99,6 +99,7 @@ class Link:
         self.tx: socket.socket | None = None
         self.errors = 0
         self._brd: str | None = None
+        self._dest6: tuple | None = None  # mcast6/ucast6 sockaddr, refreshed like _brd
         self._brd_at = float("-inf")
 
     def open(self) -> None:
@@ -129,7 +130,11 @@ class Link:
     def destination(self) -> tuple | None:
         m = self.medium
         if m.kind in IPV6_KINDS:
-            return destination_ipv6(m)
+            # The scope id (an ifindex lookup) is as stable as the broadcast address below.
+            now = time.monotonic()
+            if now - self._brd_at > BRD_REFRESH:
+                self._dest6, self._brd_at = destination_ipv6(m), now
+            return self._dest6
         if m.kind == "bcast":
             # The broadcast address rarely changes: ask the kernel once a second, not per packet.
             now = time.monotonic()

@@ -46,7 +46,7 @@ class GroupExecutor:
     def __init__(self, settings: Settings, on_announce: Callable[[str, str], None] | None = None):
         self.settings = settings
         self.on_announce = on_announce
-        self._announcers: set[asyncio.Task] = set()
+        self._announcers: dict[asyncio.Task, str] = {}  # running bursts -> their address
 
     # --------------------------------------------------------------- public
     async def start(self, group: ResourceGroup) -> Outcome:
@@ -177,6 +177,7 @@ class GroupExecutor:
         from appliance.net import ip6
 
         assert rsc.ip is not None
+        self._silence(rsc.ip.address)
         try:
             gone = ip6.release(rsc.ip.address)
         except (OSError, ValueError) as exc:
@@ -208,14 +209,22 @@ class GroupExecutor:
         else:
             burst = garp.announce(ifname, address, count, interval)
         task = asyncio.ensure_future(burst)
-        self._announcers.add(task)
-        task.add_done_callback(self._announcers.discard)
+        self._announcers[task] = address
+        task.add_done_callback(lambda t: self._announcers.pop(t, None))
+
+    def _silence(self, address: str) -> None:
+        """Stop the bursts for an address we are releasing. Announcing it after release would
+        point neighbours back at us, and an IPv6 one makes the next holder's DAD fail."""
+        for task, announced in list(self._announcers.items()):
+            if announced == address:
+                task.cancel()
 
     def _ip_down(self, rsc: Resource) -> Outcome:
         from appliance.net import ipaddr
 
         spec = rsc.ip
         assert spec is not None
+        self._silence(spec.address)
         where = ipaddr.find_address(spec.address)
         if where is None:
             return Outcome(True, "address already absent")

@@ -88,3 +88,31 @@ def test_nodad_skips_dad(monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = asyncio.run(ex.start(group("IPaddr2::2001:db8::10/64/eth0/nodad")))
     assert outcome.ok
     assert ("plan", "2001:db8::10", 64, "eth0", True) in k.calls
+
+
+def test_release_cancels_the_running_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A neighbour advertisement after release would make the next holder's DAD fail."""
+    k = FakeKernel()
+    k.install(monkeypatch)
+    sent: list[int] = []
+
+    async def slow_announce(ifname, address, count=5, interval=0.2, router=False):
+        for i in range(count):
+            sent.append(i)
+            await asyncio.sleep(interval)
+        return count
+
+    monkeypatch.setattr(ndisc, "announce", slow_announce)
+
+    async def run() -> None:
+        ex = GroupExecutor(Settings(arp_count=5, arp_interval=0.05))
+        g = group("IPv6addr::2001:db8::10/64")
+        assert (await ex.start(g)).ok
+        await asyncio.sleep(0.01)
+        assert (await ex.stop(g)).ok
+        await asyncio.sleep(0.3)   # the rest of the burst would have gone out by now
+        assert not ex._announcers
+        await ex.close()
+
+    asyncio.run(run())
+    assert sent == [0]
