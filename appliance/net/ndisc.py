@@ -26,6 +26,9 @@ import socket
 import struct
 from dataclasses import dataclass
 
+# One token bucket per interface for ARP and advertisements alike ([announce] max_rate).
+from appliance.net.garp import _paced
+
 log = logging.getLogger(__name__)
 
 ETH_P_IPV6 = 0x86DD
@@ -199,7 +202,7 @@ async def announce(ifname: str, ip: str, count: int = 5, interval: float = 0.2,
     Returns how many were sent. The first one raises on error (ValueError for a bad address,
     OSError if the interface is missing or down); later errors are logged at debug level and
     show only in the count, and the socket is re-opened for the next one (the interface may
-    have been re-created). Never blocks the loop.
+    have been re-created). Paced by garp's per-interface rate limit. Never blocks the loop.
     """
     if count <= 0:
         return 0
@@ -208,10 +211,12 @@ async def announce(ifname: str, ip: str, count: int = 5, interval: float = 0.2,
     sender: NaSender | None = NaSender(ifname)
     try:
         start = loop.time()
+        await _paced(ifname, 1)
         sender.send(ip, router)
         sent = 1
         for k in range(1, count):
             await asyncio.sleep(max(0.0, start + k * interval - loop.time()))
+            await _paced(ifname, 1)
             try:
                 if sender is None:
                     sender = NaSender(ifname)
