@@ -2,6 +2,12 @@
 
 Key material never appears in a repr, an error message or a hint: errors name the line
 and what was expected, never the text that was found on it.
+
+Besides 3.0.6's crc, md5 and sha1, hb-appliance reads methods that only its own nodes speak
+(a 3.0.6 node refuses to start with them in its authkeys): sha256 (HMAC-SHA256, stdlib) and
+the AEAD envelopes aes256gcm and chacha20poly1305 (through `cryptography`, imported here only
+when a line names one of them). Their keys must be at least MIN_MODERN_KEY characters. A
+build without `cryptography` (EL6) reports an AEAD line as a configuration error.
 """
 
 from __future__ import annotations
@@ -10,25 +16,31 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from typing import Callable
 
 from appliance.errors import ConfigError, ConfigErrors
 
 WHITESPACE = " \t\n\r\f"  # what sscanf("%s") stops at in 3.0.6
 MAX_AUTH = 16  # indexes 0..15
-METHODS = ("crc", "md5", "sha1")
-_NEEDS_KEY = {"crc": False, "md5": True, "sha1": True}
+LEGACY_METHODS = ("crc", "md5", "sha1")                  # what Heartbeat 3.0.6 knows
+MODERN_METHODS = ("sha256", "aes256gcm", "chacha20poly1305")  # hb-appliance nodes only
+AEAD_METHODS = ("aes256gcm", "chacha20poly1305")
+METHODS = LEGACY_METHODS + MODERN_METHODS
+MIN_MODERN_KEY = 16   # new methods have no compatibility to keep: refuse short pass phrases
+_NEEDS_KEY = {m: m != "crc" for m in METHODS}
+_METHOD_LIST = "crc, md5 or sha1 (Heartbeat 3.0.6), or sha256, aes256gcm, chacha20poly1305"
 # 3.0.6 reads `auth N` with sscanf("auth %d") and method lines with sscanf("%d%s%s").
 _AUTH_RE = re.compile(r"auth[ \t\n\r\f]*([+-]?[0-9]+)", re.A)
 _METHOD_RE = re.compile(
     r"([+-]?[0-9]+)[ \t\n\r\f]*([^ \t\n\r\f]+)(?:[ \t\n\r\f]+([^ \t\n\r\f]+))?", re.A
 )
-_SYNTAX = "expected `auth N` or `N METHOD [KEY]`, METHOD being crc, md5 or sha1"
+_SYNTAX = f"expected `auth N` or `N METHOD [KEY]`, METHOD being {_METHOD_LIST}"
 
 
 @dataclass(frozen=True)
 class AuthMethod:
     index: int
-    method: str  # "crc" | "md5" | "sha1"
+    method: str  # one of METHODS
     key: bytes = field(repr=False)  # secret: kept out of repr/str and every message
 
 
@@ -55,7 +67,7 @@ def _method_line(
         return ConfigError(path, lineno, f"Multiply defined authnum [{index}]", "one line per N")
     if method not in METHODS:
         # The unknown word is not echoed: a line missing its method has the key there.
-        return ConfigError(path, lineno, "unknown authentication method", "use crc, md5 or sha1")
+        return ConfigError(path, lineno, "unknown authentication method", f"use {_METHOD_LIST}")
     if _NEEDS_KEY[method] and key is None:
         hint = f"write `{index} {method} KEY`"
         return ConfigError(path, lineno, f"Auth method [{method}] requires a key", hint)
@@ -66,6 +78,16 @@ def _method_line(
         raw = b"" if key is None else key.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return ConfigError(path, lineno, "key is not valid text", "use a printable ASCII key")
+    if method in MODERN_METHODS and len(raw) < MIN_MODERN_KEY:
+        return ConfigError(path, lineno, f"{method} key too short",
+                           f"use at least {MIN_MODERN_KEY} characters, e.g. from `openssl rand -hex 32`")
+    if method in AEAD_METHODS:
+        from appliance.wire.sealed import unavailable
+
+        why = unavailable(method)   # imports `cryptography`: only when a line asks for AEAD
+        if why is not None:
+            return ConfigError(path, lineno, f"auth method {method} is not available in this build",
+                               f"{why}; use sha256 here, or the EL7 package for AEAD")
     return AuthMethod(index, method, raw)
 
 
@@ -149,11 +171,27 @@ def check_permissions(path: str) -> None:
         raise bad
 
 
+# Opens the keyfile for load_authkeys. appliance.privsep replaces it when the daemon runs as an
+# unprivileged user: its root helper opens the (root-only) file and passes the descriptor.
+_opener: Callable[[str], int] | None = None
+
+
+def set_opener(opener: Callable[[str], int] | None) -> None:
+    global _opener
+    _opener = opener
+
+
+def _open(path: str) -> int:
+    if _opener is not None:
+        return _opener(path)
+    # O_NONBLOCK: a FIFO planted at the path must not hang start-up.
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
 def load_authkeys(path: str = "/etc/ha.d/authkeys") -> AuthKeys:
     """Check permissions, then parse; the mode is taken from the open file (no race)."""
     try:
-        # O_NONBLOCK: a FIFO planted at the path must not hang start-up.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = _open(path)
         with os.fdopen(fd, "rb") as f:
             mode = os.fstat(fd).st_mode
             bad = _mode_error(path, mode)

@@ -3,6 +3,9 @@
 Scripts run as children with the system environment (the frozen bundle's LD_LIBRARY_PATH is
 restored by the packaging runtime hook) plus Heartbeat's HA_* variables, in their own process
 group so a hung script and everything it forked can be killed together.
+
+Once the daemon has dropped its privileges (appliance.privsep), they are started by its root
+helper instead (appliance.spawner, same contract): `set_runner` installs that route.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 import signal
 import tempfile
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 _NOT_RUNNING = re.compile(r"[Nn][Oo][Tt] *[Rr]unning")
 _RUNNING = re.compile(r"[Rr]unning|OK")
@@ -48,8 +52,25 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+Runner = Callable[[list[str], dict[str, str], float], Awaitable["ScriptResult"]]
+_runner: Runner | None = None
+
+
+def set_runner(runner: Runner | None) -> None:
+    """Route every script through `runner` (the privileged helper), or back to run_local."""
+    global _runner
+    _runner = runner
+
+
 async def run_script(argv: list[str], env: dict[str, str], timeout: float) -> ScriptResult:
     """Run one script; never raises for the script's own failures."""
+    if _runner is not None:
+        return await _runner(argv, env, timeout)
+    return await run_local(argv, env, timeout)
+
+
+async def run_local(argv: list[str], env: dict[str, str], timeout: float) -> ScriptResult:
+    """Run one script as a child of this process."""
     # Output goes to an unlinked temp file, not a pipe: a daemon the script leaves running
     # often keeps its stdout open, and we must not wait for that daemon to exit.
     with tempfile.TemporaryFile() as out:

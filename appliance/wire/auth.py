@@ -13,10 +13,16 @@ uses the key of its own active index) the algorithm *and* the key are looked up
 by the packet's index, as spec 4.4 recommends; the two agree whenever peers
 share their keys.
 
+``sha256`` (hb-appliance only) is HMAC-SHA256 in exactly this framing: 64 hex digits
+instead of 40. The AEAD methods (``aes256gcm``, ``chacha20poly1305``) replace the framing
+by an encrypted envelope, see :mod:`appliance.wire.sealed`: :func:`sign` seals when the
+active index is one of them, and :func:`verify` returns the verdict the envelope got when it
+was opened. A plain packet naming an AEAD index is an ``auth_mismatch`` (no downgrade).
+
 ``keys`` is duck-typed (``appliance.config.authkeys.AuthKeys``): ``.active`` is the
 index used for signing and ``.methods`` maps index -> an entry with ``.index``,
-``.method`` ("crc" | "md5" | "sha1") and ``.key`` (bytes, or str encoded as UTF-8;
-ignored for crc).
+``.method`` (one of :data:`METHODS` or an AEAD method) and ``.key`` (bytes, or str encoded
+as UTF-8; ignored for crc).
 
 :func:`verify` returns None or one of :data:`VERIFY_REASONS`, used as drop-counter keys.
 """
@@ -28,6 +34,7 @@ import hmac
 import re
 from typing import Any
 
+from appliance.wire import sealed
 from appliance.wire.message import (
     AUTH_FIELD,
     MAX_PACKET,
@@ -37,8 +44,9 @@ from appliance.wire.message import (
     encode_netstring,
     to_wire,
 )
+from appliance.wire.sealed import AEAD_METHODS, SealedPacket, seal
 
-METHODS = ("crc", "md5", "sha1")
+METHODS = ("crc", "md5", "sha1", "sha256")   # digest methods; sha256 is ours only
 VERIFY_REASONS = frozenset(
     {
         "auth_missing",  # no trailer / no auth field, or one that does not parse
@@ -47,6 +55,12 @@ VERIFY_REASONS = frozenset(
         "auth_mismatch",  # digest differs: wrong key, or the packet was altered
     }
 )
+
+# The receive path reaches the AEAD envelope through this module: is_sealed(data) picks
+# open_sealed() instead of decode_packet(), and a ReplayGuard drops replayed envelopes.
+is_sealed = sealed.is_sealed
+open_sealed = sealed.open_envelope
+ReplayGuard = sealed.ReplayGuard
 
 # The in-body field is parsed like 3.0.6's sscanf("%d %s"), but strictly.
 _AUTH_VALUE = re.compile(r"([0-9]{1,2}) ([\x21-\x7e]{1,128})")
@@ -79,6 +93,8 @@ def digest(method: str, key: bytes, data: bytes) -> str:
     """Lower-case hex digest of `data`; ValueError for an unknown method."""
     if method == "sha1":
         return hmac.new(key, data, hashlib.sha1).hexdigest()
+    if method == "sha256":
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
     if method == "md5":
         return hmac.new(key, data, hashlib.md5).hexdigest()
     if method == "crc":
@@ -118,8 +134,12 @@ def sign(msg: Message, keys: Any, include_body_auth: bool = True) -> bytes:
     Any existing ``auth`` field is dropped; with `include_body_auth` (3.0.6's
     default, ``msgfmt classic``) a fresh one is appended as the last field. The
     message is netstring-encoded and the trailer appended. ValueError if the
-    message cannot be encoded or would not fit in one datagram.
+    message cannot be encoded or would not fit in one datagram. An AEAD active index
+    gives a sealed envelope instead (`include_body_auth` does not apply).
     """
+    active = _entry(keys, keys.active)
+    if active is not None and active.method in AEAD_METHODS:
+        return seal(msg, keys)
     body = msg.without(AUTH_FIELD)
     if include_body_auth:
         body.add(AUTH_FIELD, auth_token(keys, classic_body(body)))
@@ -135,6 +155,8 @@ def _check(keys: Any, index: int, claimed: str, data: bytes) -> str | None:
     entry = _entry(keys, index)
     if entry is None:
         return "auth_bad_index"
+    if entry.method in AEAD_METHODS:
+        return "auth_mismatch"   # signed in clear for an index that must be encrypted
     try:
         mine = _compute(entry, data)
     except ValueError:
@@ -149,8 +171,11 @@ def verify(packet: Packet, keys: Any) -> str | None:
     """None if authentic, else a reason from :data:`VERIFY_REASONS`.
 
     netstring: only the trailer counts (spec 4.4); the in-body auth field is
-    left alone. classic: the in-body auth field against classic_body().
+    left alone. classic: the in-body auth field against classic_body(). sealed: the
+    verdict :func:`appliance.wire.sealed.open_envelope` reached.
     """
+    if isinstance(packet, SealedPacket):
+        return packet.verdict
     if packet.fmt == "netstring":
         if packet.trailer is None or packet.signed is None:
             return "auth_missing"
