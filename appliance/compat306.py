@@ -8,6 +8,7 @@ peer instead waits for `ask_resources` me/other/done before it takes groups we g
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from appliance.core import ownership
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("heartbeat")
 
+OTHER_WAIT = 5.0   # how long we wait for a 3.0.6 peer's `ask_resources other` before releasing anyway
+
 
 class Compat306:
     # Provided by the Daemon.
@@ -34,6 +37,7 @@ class Compat306:
     ready: bool
     stopping: bool
     handing_over: str
+    handover_asked_at: float | None
     owe_done: dict[str, str]
     ip_requests: dict[str, str]
     max_epoch: int
@@ -42,6 +46,12 @@ class Compat306:
         raise NotImplementedError
 
     def _hold_name(self, keys: list[str]) -> str:
+        raise NotImplementedError
+
+    def _schedule_reconcile(self) -> None:
+        raise NotImplementedError
+
+    def _announce(self) -> None:
         raise NotImplementedError
 
     def _request_home_groups(self) -> None:
@@ -83,6 +93,10 @@ class Compat306:
                     f.standby_scope = "foreign" if scope == "failback" else scope
                     f.standby_epoch = self.max_epoch
                 self._send(catalog.ask_resources(scope, "other"))
+        elif info == "other":
+            if self.handover_asked_at is not None:
+                self.handover_asked_at = None      # the peer agreed: release now
+                self._schedule_reconcile()
         elif info == "done":
             released = learn_306_done(self.facts[src], msg, src, self.group_homes)
             if released:
@@ -99,10 +113,35 @@ class Compat306:
         ]
         if not releasing or self.handing_over or not self._legacy_peer_alive():
             return
-        self.handing_over = self._hold_name(releasing)
-        self._send(catalog.ask_resources(self.handing_over, "me"))
         keep = [k for k in self.manager.held() if k not in releasing]
+        self._begin_handover(self._hold_name(releasing), keep)
+
+    def _standby_handover(self, scope: str) -> None:
+        """hb_standby (or a peer's hb_takeover) with a 3.0.6 peer: 3.0.6 runs the whole
+        me/other/done/done exchange even when nothing moves, so we do too."""
+        if self.handing_over or not self._legacy_peer_alive():
+            return
+        keep = [g.key for g in self.groups
+                if g.key in self.manager.held() and not ownership.in_scope(scope, g, self.local)]
+        self._begin_handover(scope, keep)
+
+    def _begin_handover(self, scope_name: str, keep: list[str]) -> None:
+        self.handing_over = scope_name
+        self.handover_asked_at = time.monotonic()
+        self._send(catalog.ask_resources(scope_name, "me"))
         self._send(catalog.resource(self._hold_name(keep), False, "standby"))
+
+    def _awaiting_other(self, now: float) -> bool:
+        """Our `me` is out and the 3.0.6 peer has not agreed yet: release nothing before it does
+        (a refused standby must not leave a group unheld)."""
+        return self.handover_asked_at is not None and now - self.handover_asked_at < OTHER_WAIT
+
+    def _hold_releases(self, decisions: list[ownership.Decision], now: float) -> list[ownership.Decision]:
+        if not self._awaiting_other(now):
+            return decisions
+        why = "waiting for the 3.0.6 peer to agree (ask_resources other) before releasing"
+        return [ownership.Decision(d.key, "wait", d.owner, f"{why} {d.key}") if d.action == "release" else d
+                for d in decisions]
 
     def _legacy_peer_alive(self) -> bool:
         return any(f.legacy and self.mem.peers[n].alive for n, f in self.facts.items())
@@ -114,10 +153,14 @@ class Compat306:
                 del self.ip_requests[key]
         if self.manager.busy():
             return
-        if self.handing_over:
+        if self.handing_over and not self._awaiting_other(time.monotonic()):
             self._send(catalog.ask_resources(self.handing_over, "done"))
             self.handing_over = ""
+            self.handover_asked_at = None
+        owed = bool(self.owe_done)
         for scope in self.owe_done.values():
             self._send(catalog.ask_resources(scope, "done"))
         self.owe_done.clear()
+        if owed:
+            self._announce()   # as 3.0.6: `resource ... isstable=1` closes the exchange for the peer
 

@@ -24,8 +24,9 @@ from appliance.config.hacf import HaConfig
 from appliance.config.haresources import ResourceGroup
 from appliance.core import ownership
 from appliance.core.membership import ACCEPT, DUPLICATE, Change, Membership
-from appliance.core.peerfacts import PeerFacts, learn_306_resource, learn_ours
+from appliance.core.peerfacts import PeerFacts
 from appliance.errors import DecodeError
+from appliance.handlers import MessageHandlers, hex_field
 from appliance.hbapi import ApiClients, serve_api
 from appliance.host import script_env, set_realtime
 from appliance.linkevents import LinkEvents
@@ -62,7 +63,7 @@ class Counters:
     dropped: collections.Counter = field(default_factory=collections.Counter)
 
 
-class Daemon(Compat306, LinkEvents):
+class Daemon(MessageHandlers, Compat306, LinkEvents):
     def __init__(
         self,
         cfg: HaConfig,
@@ -95,6 +96,7 @@ class Daemon(Compat306, LinkEvents):
         self.group_homes = [(g.key, g.home) for g in groups]
         self.owe_done: dict[str, str] = {}       # 3.0.6 peer -> scope it handed us, to confirm
         self.handing_over = ""                   # scope of our own hand-over to a 3.0.6 peer
+        self.handover_asked_at: float | None = None   # our `me` sent, the peer's `other` not yet in
         self.ip_requests: dict[str, str] = {}    # legacy mode: group -> 3.0.6 node waiting for it
         self.legacy_mode = cfg.auto_failback == "legacy"
         self.media = Media(cfg.media, self._on_packet)
@@ -127,6 +129,7 @@ class Daemon(Compat306, LinkEvents):
         self.api_clients = ApiClients()
         self.isolated_since: float | None = None   # all our heartbeat links lost carrier
         self.relearn_from: float | None = None     # links back: re-learning who holds what
+        self.replay = auth.ReplayGuard()           # AEAD envelopes: per-sender anti-replay windows
         self.addons = Addons(self, ext, env)
 
     # ================================================================= life cycle
@@ -148,6 +151,9 @@ class Daemon(Compat306, LinkEvents):
         await self.addons.start()
         if self.watchdog:
             self.watchdog.open()
+        from appliance.privsep import lockdown
+
+        lockdown(self)      # last privileged step done: root helper for scripts, drop the rest
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stop_event.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._reload)
@@ -300,7 +306,7 @@ class Daemon(Compat306, LinkEvents):
         if echo is not None:        # our own broadcast looped back: no need to decode it again
             return self._own_message(*echo)
         try:
-            pkt = decode_packet(data)
+            pkt = auth.open_sealed(data, self.keys) if auth.is_sealed(data) else decode_packet(data)
         except DecodeError as exc:
             return self._drop(exc.reason)
         bad = auth.verify(pkt, self.keys)
@@ -309,19 +315,22 @@ class Daemon(Compat306, LinkEvents):
             if self.counters.dropped[bad] in (1, 10, 100) or self.counters.dropped[bad] % 1000 == 0:
                 log.error("netstring authentication failed, authtoken does not match (%s)", bad)
             return
+        if self.replay.check(pkt, link):
+            return self._drop("replay")
         msg = pkt.msg
         mtype, src = msg.get("t"), msg.get("src")
-        if not mtype or not src or not _hex(msg.get("ts")):
+        if not mtype or not src or not hex_field(msg.get("ts")):
             return self._drop("bad_fields")
         src = src.lower()
         unsequenced = mtype.startswith("NS_")
-        seq = _hex(msg.get("seq"))
+        seq = hex_field(msg.get("seq"))
         if not unsequenced and not seq:
             return self._drop("bad_fields")
         if src == self.local:
             return self._own_message(mtype, seq)
         now = time.monotonic()
-        verdict = self.mem.accept(src, msg.get_bytes("srcuuid"), mtype, seq, _hex(msg.get("hg")), link, now)
+        hg = hex_field(msg.get("hg"))
+        verdict = self.mem.accept(src, msg.get_bytes("srcuuid"), mtype, seq, hg, link, now)
         if verdict.outcome != ACCEPT:
             if verdict.outcome == DUPLICATE:
                 self.counters.dropped["duplicate"] += 1
@@ -359,72 +368,6 @@ class Daemon(Compat306, LinkEvents):
         if seq and seq % 10 == self.ack_trigger.get(self.local, 0):
             self._send(catalog.ackmsg(self.local, seq))
 
-    # ---------------------------------------------------------------- handlers
-    def _on_status(self, src: str, msg: Message, now: float) -> None:
-        st = msg.get("st") or ""
-        self._handle_changes(self.mem.status(src, st, _hex(msg.get("dt")), now), now)
-        if not self._learn_facts(src, msg):
-            self.facts[src].legacy = True
-
-    def _on_starting(self, src: str, msg: Message, now: float) -> None:
-        f = self.facts[src]
-        f.ready = False
-        f.first_heard = now
-        if not self.legacy_mode:
-            self._send(catalog.resource(self._rsc_hold(), self.ready))
-
-    def _on_resource(self, src: str, msg: Message, now: float) -> None:
-        f = self.facts[src]
-        f.replied_at = now
-        if msg.get("info") == "shutdown":
-            self.mem.peers[src].shutting_down = True
-            f.ready = False
-            log.info("%s is shutting down: waiting for it to release its resources", src)
-            return
-        if not self._learn_facts(src, msg) and f.newer(_hex(msg.get("seq"))):
-            learn_306_resource(f, msg, src, self.group_homes)
-
-    def _on_shutdone(self, src: str, msg: Message, now: float) -> None:
-        log.info("Received shutdown notice from '%s'.", src)
-        self.facts[src].forget()
-        self._handle_changes(self.mem.mark_dead(src, "shutdown", departed=True), now)
-
-    def _on_hb_takeover(self, src: str, msg: Message, now: float) -> None:
-        mapped = {"all": "all", "local": "foreign", "foreign": "local"}.get(msg.get("rsc_hold") or "", "all")
-        log.info("%s asked to take over %s resources: going standby for %s", src, msg.get("rsc_hold"), mapped)
-        self.standby(mapped)
-
-    def _on_rexmit(self, src: str, msg: Message, now: float) -> None:
-        first, last = _int(msg.get("firstseq")), _int(msg.get("lastseq"))
-        if first is None or last is None or last < first:
-            return self._drop("bad_rexmit")
-        for s in range(first, min(last, first + 49) + 1):
-            stored = self.history.get(s)
-            if stored is None:
-                if s <= self.seq:
-                    self._send(catalog.nak_rexmit(src, s, "not in history"))
-                continue
-            self._transmit(Message(list(stored.fields)))
-
-    def _on_nak(self, src: str, msg: Message, now: float) -> None:
-        s = _hex(msg.get("firstseq"))
-        if s:
-            log.error("Irretrievably lost packet: node %s seq %d", src, s)
-            self.mem.forget_missing(src, s)
-            self.rexmits.pop((src, s), None)
-
-    def _on_reqnodes(self, src: str, msg: Message, now: float) -> None:
-        self._send(catalog.repnodes(src, self.cfg.nodes))
-
-    def _learn_facts(self, src: str, msg: Message) -> bool:
-        f = self.facts[src]
-        if msg.get(catalog.X_HELD) is None:
-            return False
-        if not f.newer(_hex(msg.get("seq"))) or not learn_ours(f, msg):
-            return True      # ours, but older than what we already know
-        self.max_epoch = max(self.max_epoch, f.standby_epoch)
-        return True
-
     # ---------------------------------------------------------------- membership events
     def _handle_changes(self, changes: list[Change], now: float) -> None:
         for ch in changes:
@@ -455,7 +398,10 @@ class Daemon(Compat306, LinkEvents):
             elif ch.kind == "gap":
                 log.info("%s: %s packet(s)", ch.node, ch.detail)
             elif ch.kind == "comm":
-                pass
+                # As 3.0.6 at comm-up: ask one live peer for its node list (we keep ha.cf's).
+                alive = [n for n in self.mem.alive_nodes() if n != self.local]
+                if alive:
+                    self._send(catalog.reqnodes(alive[0]))
         if changes:
             self._schedule_reconcile()
 
@@ -473,9 +419,10 @@ class Daemon(Compat306, LinkEvents):
             )
         dest = msg.get("dest")
         peer = self.mem.peers.get(dest) if dest else None
+        destuuid = self.uuid if dest == self.local else (peer.uuid if peer else None)   # self-ACKs too
         catalog.stamp(
             msg, self.local, self.uuid, seq, self.generation, int(time.time()), _loadavg(),
-            self.cfg.hopfudge + len(self.cfg.nodes), peer.uuid if peer else None,
+            self.cfg.hopfudge + len(self.cfg.nodes), destuuid,
         )
         if seq is not None:
             self.history[seq] = Message(list(msg.fields))
@@ -485,7 +432,7 @@ class Daemon(Compat306, LinkEvents):
 
     def _transmit(self, msg: Message) -> None:
         data = auth.sign(msg, self.keys, include_body_auth=self.cfg.msgfmt != "netstring")
-        self.sent_recently[data] = (msg.get("t") or "", _hex(msg.get("seq")))
+        self.sent_recently[data] = (msg.get("t") or "", hex_field(msg.get("seq")))
         while len(self.sent_recently) > ECHO_KEEP:
             self.sent_recently.popitem(last=False)
         self.counters.tx += 1
@@ -516,7 +463,13 @@ class Daemon(Compat306, LinkEvents):
         self._send(catalog.status(self._wire_state(), self._dt()))
 
     def _rsc_hold(self) -> str:
-        return self._hold_name(self.manager.held())
+        mask = catalog.rsc_hold_mask(self._hold_name(self.manager.held()))
+        # 3.0.6 sets its "local" bit once start-up is over even when no group is homed here
+        # (so a survivor holding the peer's groups says "all").
+        if (self.ready and self.standby_scope not in ("all", "local")
+                and not any(g.home == self.local for g in self.groups)):
+            mask |= 1
+        return catalog.rsc_hold_name(mask)
 
     def _hold_name(self, keys: list[str]) -> str:
         """rsc_hold from our side: local = groups homed here, foreign = the others."""
@@ -575,6 +528,8 @@ class Daemon(Compat306, LinkEvents):
                 if d.action == "acquire" else d
                 for d in decisions
             ]
+        self._start_handover(decisions)        # a 3.0.6 peer hears `me` before anything moves
+        decisions = self._hold_releases(decisions, now)
         for d in decisions:
             last = self.last_decisions.get(d.key)
             if (last is None or (last.action, last.reason) != (d.action, d.reason)) and d.action != "none":
@@ -588,10 +543,9 @@ class Daemon(Compat306, LinkEvents):
                 self.conflicts[d.key] = frozenset(d.rivals)
             else:
                 self.conflicts.pop(d.key, None)
-        self._start_handover(decisions)
         self.manager.apply(decisions)
-        if self.owe_done and not self.manager.busy():
-            self._finish_handovers()     # an exchange in which nothing had to move
+        if (self.owe_done or self.handing_over) and not self.manager.busy():
+            self._finish_handovers()     # an exchange in which nothing (more) had to move
         if not self.initial_done and not self.manager.busy():
             self.initial_done = True
             log.info("Initial resource acquisition complete")
@@ -615,6 +569,7 @@ class Daemon(Compat306, LinkEvents):
         self.max_epoch += 1
         self.standby_scope, self.standby_epoch = scope, self.max_epoch
         log.info("Going standby for %s resources.", scope)
+        self._standby_handover(scope)
         self._announce()
         self._schedule_reconcile()
         return f"standby {scope}"
@@ -655,24 +610,6 @@ _HANDLERS = {
     "NS_nak_rexmit": Daemon._on_nak,
     "reqnodes": Daemon._on_reqnodes,
 }
-
-
-def _hex(text: str | None) -> int | None:
-    if not text or len(text) > 16:
-        return None
-    try:
-        return int(text, 16)
-    except ValueError:
-        return None
-
-
-def _int(text: str | None) -> int | None:
-    if not text or len(text) > 20:
-        return None
-    try:
-        return int(text, 10)
-    except ValueError:
-        return None
 
 
 _LOADAVG: list = [float("-inf"), "0.00 0.00 0.00 1/1 1"]

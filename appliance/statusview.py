@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("heartbeat")
 
+SECRET_PARAMS = ("stonith", "stonith_host", "env")
+
 
 def snapshot(d: Daemon) -> dict[str, Any]:
     nodes = []
@@ -40,7 +42,9 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         "rscstatus": "transition" if d.manager.busy() or not d.ready else d._rsc_hold(),
         "nodes": nodes,
         "groups": groups,
-        "params": d.cfg.params,
+        # stonith/stonith_host lines may carry passwords and env values anything: 3.0.6 does
+        # not record them as parameters either.
+        "params": {k: v for k, v in d.cfg.params.items() if k not in SECRET_PARAMS},
         "counters": {"rx": d.counters.rx, "tx": d.counters.tx, "dropped": dict(d.counters.dropped)},
         "generation": d.generation,
         **d.addons.view(),

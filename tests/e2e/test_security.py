@@ -411,8 +411,6 @@ def test_secrets_never_reach_logs_or_status(lab_factory) -> None:
         c.stop_all()
 
 
-@pytest.mark.xfail(strict=True, reason="statusview.snapshot publishes every ha.cf value as `params`, "
-                   "stonith_host and env included (3.0.6 does not record them): needs a redaction there")
 def test_hacf_secrets_never_reach_status(lab_factory) -> None:
     c = cluster(lab_factory, extra=["stonith_host * baytech 10.0.0.3 admin StonithPass99",
                                     "env DBPASS=EnvPass77"])
