@@ -330,7 +330,8 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
             return self._own_message(mtype, seq)
         now = time.monotonic()
         hg = hex_field(msg.get("hg"))
-        verdict = self.mem.accept(src, msg.get_bytes("srcuuid"), mtype, seq, hg, link, now)
+        verdict = self.mem.accept(src, msg.get_bytes("srcuuid"), mtype, seq, hg, link, now,
+                                  hex_field(msg.get("ts")))
         if verdict.outcome != ACCEPT:
             if verdict.outcome == DUPLICATE:
                 self.counters.dropped["duplicate"] += 1
@@ -510,6 +511,7 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
                 # A 3.0.6 node negotiates for up to RQSTDELAY (10 s) before it settles.
                 grace=LEGACY_START_GRACE if f.legacy else 0.0,
                 ping=f.ping if alive else None,
+                claims_unknown_since=(f.first_heard or self.started) if alive and not f.known else None,
             )
         return ownership.Facts(
             self.cfg.nodes, views, self.local, self.cfg.auto_failback, now,

@@ -88,4 +88,10 @@ async def serve_control(path: str, d: Daemon) -> asyncio.AbstractServer:
 
     server = await asyncio.start_unix_server(client, path)
     os.chmod(path, 0o660)
+    try:   # as 3.0.6's API socket: members of haclient may use cl_status / hb_standby
+        import grp
+
+        os.chown(path, 0, grp.getgrnam("haclient").gr_gid)
+    except (KeyError, OSError):
+        pass
     return server

@@ -54,17 +54,10 @@ def run(args: list[str]) -> int:
             return 1
         os.kill(pid, signal.SIGHUP)
         return 0
-    from appliance.cli.configload import load_all
-
-    try:
-        cfg, keys, groups, ext = load_all(paths)
-    except ConfigError as exc:
-        for line in str(exc).splitlines():
-            print(f"ERROR: {line}", file=sys.stderr)
-        print("ERROR: Configuration error, heartbeat not started.", file=sys.stderr)
+    loaded = load_or_report(paths, "heartbeat not started")
+    if loaded is None:
         return EXIT_CONFIG
-    for w in cfg.warnings:
-        print(f"WARN: {w}", file=sys.stderr)
+    cfg, keys, groups, ext = loaded
     if opts.check:
         print_effective(cfg, groups, ext)
         return 0
@@ -77,6 +70,23 @@ def run(args: list[str]) -> int:
     if not opts.f and not _daemonize(paths):
         return 0            # the parent: the child carries on
     return _serve(cfg, keys, groups, ext, paths, opts.d, foreground=opts.f)
+
+
+def load_or_report(paths: Paths, consequence: str):
+    """All three files (and the extension file) loaded, or every error printed with file:line
+    (`ERROR: ...`, as 3.0.6 prints them) and None; warnings printed either way."""
+    from appliance.cli.configload import load_all
+
+    try:
+        loaded = load_all(paths)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"ERROR: {line}", file=sys.stderr)
+        print(f"ERROR: Configuration error, {consequence}.", file=sys.stderr)
+        return None
+    for w in loaded[0].warnings:
+        print(f"WARN: {w}", file=sys.stderr)
+    return loaded
 
 
 def print_effective(cfg, groups, ext) -> None:
@@ -283,20 +293,14 @@ def export(args: list[str]) -> int:
                      help="crmsh `configure` syntax")
     fmt.add_argument("--cib", action="store_const", const="cib", dest="fmt", help="a whole CIB (XML)")
     opts = p.parse_args(args)
-    from appliance.cli.configload import load_all
     from appliance.config.haresources import resolve_script
     from appliance.export import export as render
 
     paths = Paths.from_env(sysconfig=SYSCONFIG)
-    try:
-        cfg, _keys, groups, ext = load_all(paths)
-    except ConfigError as exc:
-        for line in str(exc).splitlines():
-            print(f"ERROR: {line}", file=sys.stderr)
-        print("ERROR: Configuration error, nothing exported.", file=sys.stderr)
+    loaded = load_or_report(paths, "nothing exported")
+    if loaded is None:
         return EXIT_CONFIG
-    for w in cfg.warnings:
-        print(f"WARN: {w}", file=sys.stderr)
+    cfg, _keys, groups, ext = loaded
 
     def locate(name: str) -> str | None:
         # Heartbeat's lookup (resource.d first): decides between an OCF agent and lsb.

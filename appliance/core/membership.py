@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 MAX_GAP = 250          # 3.0.6: a larger gap resets tracking instead of asking for retransmission
 MAX_MISSING = 500      # bound on remembered missing seqs per peer
+TS_SLACK = 2           # s: a message stamped this much before the sender's last heartbeat is old
 
 # Verdicts of accept(); anything but ACCEPT is counted by the caller under this name.
 ACCEPT = "accept"
@@ -37,6 +38,7 @@ class Peer:
     link_up: dict[str, bool] = field(default_factory=dict)
     shutting_down: bool = False          # sent info=shutdown, waiting for shutdone
     departed: bool = False               # sent shutdone: dead until it restarts (new generation)
+    last_ts: int | None = None           # sender's clock (ts) of its latest accepted sequenced message
 
     @property
     def alive(self) -> bool:
@@ -105,15 +107,22 @@ class Membership:
         generation: int | None,
         link: str,
         now: float,
+        ts: int | None = None,
     ) -> Verdict:
+        """Liveness comes only from sequenced messages (replay-proof by seq and generation): a
+        captured ACK or retransmission request replayed after a node died must not keep it
+        alive.  A copy of a message we already have (second link) or an unsequenced message
+        still proves its *link* is up, when its timestamp is not older than the sender's last
+        heartbeat (replays of old traffic are)."""
         peer = self.lookup(src, uuid)
         if peer is None:
             return Verdict(UNKNOWN_NODE)
         changes: list[Change] = []
-        self._heard_on_link(peer, link, now, changes)
+        fresh = ts is None or peer.last_ts is None or ts >= peer.last_ts - TS_SLACK
         if mtype.startswith("NS_") or seq is None:
-            # Unsequenced control messages still prove the peer is there.
-            self._touch(peer, now)
+            if not fresh:
+                return Verdict(REPLAY)
+            self._heard_on_link(peer, link, now, changes)
             return Verdict(ACCEPT, changes)
         gen = generation or 0
         if gen < peer.generation:
@@ -133,11 +142,17 @@ class Membership:
             changes.append(Change("heal", peer.name, detail=f"{seq - peer.last_seq - 1} missed"))
             peer.last_seq = seq
             peer.missing.clear()
+            self._heard_on_link(peer, link, now, changes)
             self._touch(peer, now)
+            peer.last_ts = ts if ts is not None else peer.last_ts
             return Verdict(ACCEPT, changes)
         verdict = self._sequence(peer, seq)
+        if verdict.outcome == ACCEPT or fresh:
+            self._heard_on_link(peer, link, now, changes)
         if verdict.outcome == ACCEPT:
             self._touch(peer, now)
+            if ts is not None and seq == peer.last_seq:
+                peer.last_ts = ts
         verdict.changes[:0] = changes
         return verdict
 

@@ -45,6 +45,7 @@ class NodeView:
     pending_since: float | None = None   # alive but not ready yet, since when
     grace: float = 0.0                   # wait this long for it to finish starting (0 = default)
     ping: int | None = None              # ping nodes it reaches; None = unknown (no ping nodes, 3.0.6)
+    claims_unknown_since: float | None = None   # alive, but has not said what it holds yet
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,10 @@ def decide_group(group: GroupInfo, facts: Facts) -> Decision:
         return Decision(
             group.key, "wait", owner, f"waiting for {', '.join(others)} to release {group.key}", tuple(others)
         )
+    unknown = _claims_unknown(facts)
+    if unknown:
+        why = f"waiting to hear what {unknown} holds before taking {group.key}"
+        return Decision(group.key, "wait", owner, why)
     pending = _better_pending(group, facts)
     if pending:
         return Decision(group.key, "wait", owner, f"waiting for {pending} (better ranked) to finish starting")
@@ -171,6 +176,16 @@ def decide_group(group: GroupInfo, facts: Facts) -> Decision:
 
 def decide(groups: list[GroupInfo], facts: Facts) -> list[Decision]:
     return [decide_group(g, facts) for g in groups]
+
+
+def _claims_unknown(facts: Facts) -> str | None:
+    """A live node that has not told us what it holds (only heard an ACK or a retransmission
+    from it, say): it may hold the group, so wait for its heartbeat, within the start grace."""
+    for v in facts.views.values():
+        since = v.claims_unknown_since
+        if v.name != facts.local and v.alive and since is not None and facts.now - since < facts.start_grace:
+            return v.name
+    return None
 
 
 def _better_pending(group: GroupInfo, facts: Facts) -> str | None:

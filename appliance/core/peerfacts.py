@@ -25,6 +25,7 @@ class PeerFacts:
     legacy: bool = False             # a real Heartbeat 3.0.6 node (no hba_* fields)
     seq: int = 0                     # sequence number of the message the facts came from
     ping: int | None = None          # ping nodes it reaches (None: unknown, e.g. a 3.0.6 node)
+    known: bool = False              # it has told us what it holds since we (re)heard it
 
     def newer(self, seq: int | None) -> bool:
         """Only a message newer than the last one we learnt from may change the facts:
@@ -38,6 +39,7 @@ class PeerFacts:
         """The peer died or restarted: nothing it said before still holds."""
         self.held, self.ready, self.first_heard = frozenset(), False, now
         self.ping = None
+        self.known = False
         self.standby_scope, self.standby_epoch = "", 0
         if restarted:
             self.seq = 0
@@ -49,6 +51,7 @@ def learn_ours(f: PeerFacts, msg: Message) -> bool:
     if held is None:
         return False
     f.legacy = False
+    f.known = True
     f.held = frozenset(held.split())
     f.ready = msg.get(catalog.X_READY) == "1"
     f.failed = frozenset((msg.get(catalog.X_FAILED) or "").split())
@@ -75,6 +78,7 @@ def learn_306_resource(f: PeerFacts, msg: Message, sender: str, groups: list[tup
     groups it gives away; we keep counting them as held until it says `ask_resources done`.
     """
     f.legacy = True
+    f.known = True
     claimed = scope_groups(msg.get("rsc_hold") or "none", sender, groups)
     if msg.get("info") == "standby" and msg.get("isstable") != "1":
         f.held = f.held | claimed

@@ -337,7 +337,8 @@ METRICS: Tuple[Metric, ...] = (
            "From the first start command (the daemons are started one after the other) until "
            "heartbeats from every node were captured within the last 2 s."),
     Metric("scale_cpu", "Scale: CPU per node", "CPU ms/min",
-           "keepalive 200ms; idle cluster over a bounded window."),
+           "keepalive 200ms unless --scale-keepalive (then in the setting); idle cluster over a "
+           "bounded window."),
     Metric("scale_pps", "Scale: heartbeat packets per second on the switch", "pkt/s"),
     Metric("scale_false_deaths", "Scale: false deaths (\"is dead\" in the logs) in the window", "count"),
 )
@@ -889,6 +890,7 @@ class Plan:
     artifacts: Optional[str]
     json_path: str
     poll_timeout: float = POLL_TIMEOUT
+    scale_keepalive_ms: int = 200
 
     def reps_for(self, timers: Timers) -> int:
         return self.slow_reps if timers.slow else self.reps
@@ -1353,6 +1355,9 @@ class Bench:
         from appliance.lab.realhb import MixedCluster
 
         setting = f"{size} nodes, {media}"
+        if self.plan.scale_keepalive_ms != 200:
+            ka, dt_ms = self.plan.scale_keepalive_ms, self.plan.scale_deadtime_ms
+            setting += f", {fmt_duration(ka)}/{fmt_duration(dt_ms)}"
         log(f"== scale: {IMPL_LABEL[impl]}, {setting}, window {self.plan.scale_seconds:.0f} s")
         names = [f"node{i:02d}" for i in range(1, size + 1)]
         dt = self.plan.scale_deadtime_ms
@@ -1370,7 +1375,7 @@ class Bench:
                 media_lines = [f"ucast eth0 {lab.node(n).ip}" for n in names]
             else:
                 media_lines = ["bcast eth0"]
-            cfg = ClusterConfig(keepalive="200ms", deadtime=hacf_time(dt),
+            cfg = ClusterConfig(keepalive=hacf_time(self.plan.scale_keepalive_ms), deadtime=hacf_time(dt),
                                 warntime=hacf_time(dt // 2),
                                 initdead=hacf_time(max(4 * dt, 20000)), media=media_lines,
                                 haresources="")
@@ -1561,7 +1566,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         scale_media=scale_media, scale_impls=scale_impls,
         scale_deadtime_ms=_to_ms(args.scale_deadtime), scale_real_max=args.scale_real_max,
         parts=parts, artifacts=args.artifacts, json_path=args.json,
-        poll_timeout=args.poll_timeout,
+        poll_timeout=args.poll_timeout, scale_keepalive_ms=_to_ms(args.scale_keepalive),
     )
 
 
@@ -1620,7 +1625,8 @@ def choices_text(plan: Plan) -> List[str]:
         f"Repetitions: {plan.reps} ({plan.slow_reps} for timers with deadtime >= 5 s); idle "
         f"window {plan.idle_seconds:.0f} s per scenario; scale: ours"
         + (f" and 3.0.6 (up to {plan.scale_real_max} nodes)" if "hb306" in plan.scale_impls else "")
-        + f", keepalive 200ms / deadtime {fmt_duration(plan.scale_deadtime_ms)}, no resource "
+        + f", keepalive {fmt_duration(plan.scale_keepalive_ms)} / deadtime "
+        f"{fmt_duration(plan.scale_deadtime_ms)}, no resource "
         f"groups (membership only), {plan.scale_seconds:.0f} s window after every node is heard "
         f"on the wire, sizes {plan.scale_sizes}, media {plan.scale_media}; a scale run is aborted "
         "(recorded as such) when the machine gets overloaded (process storm or runaway load).",
@@ -1649,6 +1655,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--scale-seconds", type=float, help="scale window (default 60; --quick 20)")
     ap.add_argument("--scale-media", help="comma list of bcast,ucast (default both; --quick bcast)")
     ap.add_argument("--scale-deadtime", default="2s", help="deadtime for the scale runs (2s)")
+    ap.add_argument("--scale-keepalive", default="200ms",
+                    help="keepalive for the scale runs (200ms); with --scale-sizes 2 --scale-seconds 600 "
+                         "--scale-keepalive 100ms --scale-deadtime 500ms it is the 10-minute stability soak")
     ap.add_argument("--scale-real", dest="scale_real", action="store_true", default=None,
                     help="also run Heartbeat 3.0.6 at scale (default on, off with --quick)")
     ap.add_argument("--no-scale-real", dest="scale_real", action="store_false")

@@ -20,6 +20,8 @@ import logging
 import socket
 import struct
 
+from appliance.net.rawsock import ether_socket
+
 log = logging.getLogger(__name__)
 
 ETH_P_ARP = 0x0806
@@ -73,18 +75,7 @@ class GarpSender:
 
     def __init__(self, ifname: str) -> None:
         self.ifname = ifname
-        # protocol 0: the socket receives nothing, so no input ever queues up
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        try:
-            sock.bind((ifname, 0))
-            sock.setblocking(False)
-            hatype = sock.getsockname()[3]
-            if hatype != ARPHRD_ETHER:
-                raise OSError(errno.EINVAL, f"{ifname} is not an Ethernet interface "
-                                            f"(ARPHRD {hatype}); cannot send ARP")
-        except BaseException:
-            sock.close()
-            raise
+        sock = ether_socket(ifname, "ARP")
         self._sock: socket.socket | None = sock
 
     def mac(self) -> bytes:

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 # One token bucket per interface for ARP and advertisements alike ([announce] max_rate).
 from appliance.net.garp import _paced
+from appliance.net.rawsock import ether_socket, internet_checksum
 
 log = logging.getLogger(__name__)
 
 ETH_P_IPV6 = 0x86DD
-ARPHRD_ETHER = 1
 IPPROTO_ICMPV6 = 58
 ND_NEIGHBOR_ADVERT = 136
 ND_OPT_TARGET_LINKADDR = 2
@@ -66,13 +66,7 @@ def _target(ip: str) -> bytes:
 def checksum(src: bytes, dst: bytes, payload: bytes, next_header: int = IPPROTO_ICMPV6) -> int:
     """The ICMPv6 checksum: one's complement sum over the IPv6 pseudo-header and the message
     (RFC 8200 §8.1, RFC 4443 §2.3); the message's own checksum field must be zero."""
-    data = src + dst + struct.pack("!I3xB", len(payload), next_header) + payload
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return internet_checksum(src + dst + struct.pack("!I3xB", len(payload), next_header) + payload)
 
 
 def build_na(src_mac: bytes, ip: str, router: bool = False) -> bytes:
@@ -161,17 +155,7 @@ class NaSender:
 
     def __init__(self, ifname: str) -> None:
         self.ifname = ifname
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # 0: receives nothing
-        try:
-            sock.bind((ifname, 0))
-            sock.setblocking(False)
-            hatype = sock.getsockname()[3]
-            if hatype != ARPHRD_ETHER:
-                raise OSError(errno.EINVAL, f"{ifname} is not an Ethernet interface "
-                                            f"(ARPHRD {hatype}); cannot send advertisements")
-        except BaseException:
-            sock.close()
-            raise
+        sock = ether_socket(ifname, "advertisements")
         self._sock: socket.socket | None = sock
 
     def send(self, ip: str, router: bool = False) -> None:

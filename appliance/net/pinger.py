@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from appliance.net.rawsock import internet_checksum
+
 log = logging.getLogger("heartbeat")
 
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
@@ -28,18 +30,9 @@ RISE = 3
 PAYLOAD = b"hb-appliance ping node check"
 
 
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def echo_request(ident: int, seq: int) -> bytes:
     head = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, seq)
-    csum = checksum(head + PAYLOAD)
+    csum = internet_checksum(head + PAYLOAD)
     return struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, csum, ident, seq) + PAYLOAD
 
 
@@ -49,7 +42,7 @@ def parse_reply(packet: bytes, ident: int) -> tuple[str, int] | None:
         return None
     ihl = (packet[0] & 0x0F) * 4
     icmp = packet[ihl:]
-    if len(icmp) < 8 or icmp[0] != ICMP_ECHO_REPLY or checksum(icmp) != 0:
+    if len(icmp) < 8 or icmp[0] != ICMP_ECHO_REPLY or internet_checksum(icmp) != 0:
         return None
     _t, _c, _s, rid, seq = struct.unpack("!BBHHH", icmp[:8])
     if rid != ident:

@@ -322,3 +322,26 @@ def test_ping_node_lost_gives_group_to_the_peer_that_still_reaches_it(lab_factor
         assert "Ping node" in c.log("server2")
     finally:
         c.stop_all()
+
+
+def test_announcement_rate_limit_spreads_many_addresses(lab_factory, tmp_path) -> None:
+    """30 addresses move at once with [announce] max_rate = 40: their gratuitous ARP goes out at
+    no more than ~40 packets per second on the interface (plus the bucket's initial burst), and
+    every address is still announced."""
+    addrs = [f"192.168.56.{i}" for i in range(210, 240)]
+    c = make(lab_factory, "[announce]\nmax_rate = 40\n", haresources=f"server1 {' '.join(addrs)}\n")
+    try:
+        pcap = str(tmp_path / "arp.pcap")
+        with Capture(c.lab.switch_ns, pcap, "arp"):
+            c.start("server1")
+            c.wait_holders(["server1"], ip=addrs[-1], timeout=30)
+            time.sleep(12.0)        # 300 frames at 40/s: ~7.5 s after the last address is up
+        frames = [f for f in parse_arp_frames(pcap) if is_gratuitous(f) and f.sender_ip in addrs]
+        assert {f.sender_ip for f in frames} == set(addrs)
+        assert len(frames) == 30 * 10, len(frames)           # 5 request+reply pairs each
+        times = sorted(f.time for f in frames)
+        busiest = max(sum(1 for t in times if t0 <= t < t0 + 1.0) for t0 in times)
+        assert busiest <= 40 + 10 + 4, busiest                # rate + bucket capacity + slack
+        assert times[-1] - times[0] >= (300 - 10) / 40 - 1.0  # really spread out
+    finally:
+        c.stop_all()

@@ -216,7 +216,8 @@ def test_hooks_run_in_order_with_env(tmp_path) -> None:
 
 # ------------------------------------------------------------------ ping nodes
 def test_icmp_echo_and_reply_codec() -> None:
-    from appliance.net.pinger import checksum, echo_request, parse_reply
+    from appliance.net.pinger import echo_request, parse_reply
+    from appliance.net.rawsock import internet_checksum as checksum
 
     req = echo_request(0x1234, 7)
     assert req[0] == 8 and checksum(req) == 0

@@ -253,7 +253,7 @@ def _args(**kw):
     base = dict(quick=False, impls=None, nodes=None, timers=None, reps=None, slow_reps=None,
                 idle_seconds=None, settle=1.0, scale_sizes=None, scale_seconds=None,
                 scale_media=None, scale_deadtime="2s", scale_real=None, scale_real_max=16, parts=None,
-                artifacts=None, json="x.json", poll_timeout=0.25)
+                artifacts=None, json="x.json", poll_timeout=0.25, scale_keepalive="200ms")
     base.update(kw)
     return argparse.Namespace(**base)
 

@@ -87,3 +87,18 @@ def test_departed_node_is_not_revived_by_its_last_heartbeats() -> None:
     assert m.status("b", "active", 3000, 1.1) == [] and m.peers["b"].state == "dead"
     m.accept("b", None, "status", 1, 11, "eth0", 5.0)     # restarted: new generation
     assert m.status("b", "up", 3000, 5.0)[0].new == "up"
+
+
+def test_replayed_unsequenced_messages_never_keep_a_node_alive() -> None:
+    """A captured NS_ackmsg replayed after the node went silent: no liveness from it, and once
+    it is older than the node's last heartbeat it is a replay (counted), not even link proof."""
+    m = Membership("a", ["a", "b"], ["eth0"], 2000, 1000, 4000, 0.0)
+    assert m.accept("b", None, "status", 1, 10, "eth0", 1.0, ts=1000).outcome == ACCEPT
+    assert m.accept("b", None, "NS_ackmsg", None, 10, "eth0", 1.1, ts=1000).outcome == ACCEPT
+    assert m.accept("b", None, "status", 2, 10, "eth0", 1.2, ts=1005).outcome == ACCEPT
+    heard = m.peers["b"].last_heard
+    assert m.accept("b", None, "NS_ackmsg", None, 10, "eth0", 3.0, ts=1000).outcome == REPLAY
+    assert m.accept("b", None, "NS_ackmsg", None, 10, "eth0", 3.1, ts=1005).outcome == ACCEPT
+    assert m.peers["b"].last_heard == heard           # unsequenced: never node liveness
+    changes = m.tick(1.2 + 2.1)
+    assert any(c.kind == "state" and c.new == "dead" for c in changes)

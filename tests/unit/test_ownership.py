@@ -97,6 +97,18 @@ def test_better_ranked_node_starting_is_waited_for() -> None:
     assert d.action == "acquire"
 
 
+def test_home_node_waits_to_hear_what_a_live_peer_holds() -> None:
+    """A rejoining home node heard its peer (an ACK, say) but not yet its heartbeat: the peer
+    may hold the group, so it waits instead of starting a second copy (within the grace)."""
+    views = {"server1": up("server1"), "server2": up("server2", claims_unknown_since=99.5)}
+    d = decide_group(G, facts("server1", views, now=100.0))
+    assert d.action == "wait" and "hear what server2 holds" in d.reason
+    d = decide_group(G, facts("server1", views, now=200.0))
+    assert d.action == "acquire"
+    views["server2"] = up("server2", held=(G.key,))
+    assert decide_group(G, facts("server1", views, now=100.0)).action == "wait"   # then: release first
+
+
 def test_shutting_down_holder_blocks_acquire() -> None:
     # A node stopping gracefully is not eligible, but its claim stands until shutdone.
     views = {"server1": NodeView("server1", alive=True, ready=False, held=frozenset([G.key])),
