@@ -588,3 +588,144 @@ def test_takeover_announced_by_gratuitous_arp(pair: Pair) -> None:
     p.stop("server1")
     p.serving("server2", timeout=15)
     announced("server2")
+
+
+# =============================================================================== (g) loss, link cut, legacy
+@pytest.mark.parametrize("lossy", ["server1", "server2"])
+def test_loss_filled_by_retransmission(pair: Pair, lossy: str) -> None:
+    """10 % of one node's outgoing frames dropped (nftables egress) for 15 s: the other node asks
+    for the missing packets (NS_rexmit) and gets them retransmitted; nobody is declared dead.
+    Over both orders this runs the exchange both ways (ours asking a 3.0.6 node and back)."""
+    p, c = pair, pair.c
+    p.start_both()
+    p.serving("server1")
+    c.wait_status("server1", "server2", "active")
+    c.wait_status("server2", "server1", "active")
+    other = OTHER[lossy]
+    marks = {n: p.mark(n) for n in c.names}
+    n0 = len(p.events())
+    c.lab.node(lossy).egress_loss(10)
+    try:
+        time.sleep(15.0)
+    finally:
+        c.lab.node(lossy).clear_loss()
+    time.sleep(3.0)            # let the last requests be answered
+    for n in c.names:
+        text = c.log(n)[marks[n]:]
+        assert "is dead" not in text and "eth0 dead" not in text, f"{n} saw a death{p.where()}"
+    ev = p.events()[n0:]
+    asked: dict[int, float] = {}
+    for e in ev:
+        if e.type == "NS_rexmit" and e.src == other and e.get("dest") in (lossy, None):
+            first, last = int(e.get("firstseq") or 0), int(e.get("lastseq") or 0)
+            for s in range(first, min(last, first + 49) + 1):
+                asked.setdefault(s, e.t)
+    assert asked, f"{other} ({c.kind(other)}) never asked {lossy} for a missing packet{p.where()}"
+    resent = {int(e.get("seq") or "0", 16) for e in ev
+              if e.src == lossy and e.get("seq") and int(e.get("seq") or "0", 16) in asked
+              and e.t >= asked[int(e.get("seq") or "0", 16)]}
+    assert len(resent) >= len(asked) * 0.8, \
+        f"{lossy} ({c.kind(lossy)}) resent {len(resent)} of {len(asked)} requested packets{p.where()}"
+    assert c.holders() == ["server1"], f"holders {c.holders()}{p.where()}"
+    print(f"loss on {lossy}: {len(asked)} requested, {len(resent)} resent")
+
+
+@pytest.mark.parametrize("victim", ["server1", "server2"])
+def test_link_cut(pair: Pair, victim: str) -> None:
+    """One side's link goes down: the other declares it dead after deadtime and (if the victim
+    held the group) takes over. A cut 3.0.6 node keeps or takes the group too (it has no idea of
+    its own carrier; ours releases on carrier loss). When the link returns, one holder again."""
+    p, c = pair, pair.c
+    p.start_both()
+    p.serving("server1")
+    c.wait_status("server1", "server2", "active")
+    survivor = OTHER[victim]
+    m = p.mark(survivor)
+    t0 = time.monotonic()
+    c.lab.node(victim).link_down()
+    try:
+        p.wait_log(survivor, f"node {victim}: is dead", after=m, timeout=DEADTIME + 10)
+        dead_after = time.monotonic() - t0
+        assert dead_after >= DEADTIME - 1.0, f"dead after {dead_after:.1f}s{p.where()}"
+        if victim == "server1":
+            c.wait_until(lambda: survivor in c.holders(), f"{survivor} takes over", timeout=DEADTIME + 12)
+            c.lab.client.wait_for(VIP, survivor, timeout=10)
+            if not c.is_real(victim):
+                assert not c.lab.node(victim).has_address(VIP), f"cut {victim} kept the VIP{p.where()}"
+    finally:
+        c.lab.node(victim).link_up()
+    healed = time.monotonic()
+    c.wait_until(lambda: len(c.holders()) == 1, "one holder after the link returns", timeout=90)
+    holder = c.holders()[0]
+    c.lab.client.wait_for(VIP, holder, timeout=20)
+    print(f"link cut of {victim}: dead after {dead_after:.1f}s; one holder ({holder}) "
+          f"{time.monotonic() - healed:.1f}s after the link returned")
+
+
+def test_legacy_mode_ip_request(pair_factory) -> None:
+    """auto_failback legacy: the returning home node asks for its group with ip-request and the
+    holder answers ip-request-resp once it has stopped it (spec §8.3 legacy)."""
+    p = pair_factory(auto_failback="legacy")
+    c = p.c
+    p.start_both()
+    p.serving("server1")
+    p.stop("server1")
+    p.serving("server2", timeout=15)
+    n0 = len(p.events())
+    c.start("server1")
+    p.serving("server1", timeout=START_BUDGET)
+    ev = p.events()[n0:]
+    asks = [e for e in ev if e.type == "ip-request" and e.src == "server1"]
+    answers = [e for e in ev if e.type == "ip-request-resp" and e.src == "server2"]
+    assert asks, f"server1 ({c.kind('server1')}) sent no ip-request{p.where()}"
+    assert answers, f"server2 ({c.kind('server2')}) sent no ip-request-resp{p.where()}"
+    assert answers[-1].t >= asks[0].t
+    assert c.holders() == ["server1"], f"holders {c.holders()}{p.where()}"
+
+
+# =============================================================================== (h) CTS patterns
+CM_HB = "/usr/share/heartbeat/cts/CM_hb.py"
+
+
+def cts_patterns() -> tuple[dict[str, str], list[str]]:
+    """The log patterns Heartbeat's own CTS (CM_hb.py, haresources mode) waits for, and the
+    'bad news' regexes it fails a run on, read from the Debian package's file."""
+    import re
+
+    text = open(CM_HB, encoding="utf-8").read()
+    pats = dict(re.findall(r'"Pat:(\w+)"\s*:\s*"([^"]*)"', text))
+    bad_block = text[text.index('"BadRegexes"'):]
+    bad_block = bad_block[: bad_block.index("),")]
+    bad = re.findall(r'r"([^"]*)"', bad_block)
+    return pats, bad
+
+
+@pytest.mark.skipif(not os.path.exists(CM_HB), reason="no Heartbeat CTS material installed")
+def test_cts_log_patterns(pair: Pair) -> None:
+    """Start both, stop server2, stop server1 (CTS's StartOnebyOne/StopOnebyOne in small): every
+    node's log matches CTS's We_started / They_stopped / They_dead / We_stopped patterns, and none
+    of its BadRegexes appears in our nodes' logs."""
+    import re
+
+    pats, bad = cts_patterns()
+    assert {"We_started", "We_stopped", "They_stopped", "They_dead"} <= set(pats) and bad
+    p, c = pair, pair.c
+    p.start_both()
+    p.serving("server1")
+    for n in c.names:
+        c.wait_until(lambda n=n: re.search(pats["We_started"] % n, c.log(n)),
+                     f"{n}: CTS We_started", timeout=20)
+    p.stop("server2")
+    p.serving("server1")
+    c.wait_until(lambda: re.search(pats["They_stopped"] % ("server1", "server2"), c.log("server1")),
+                 "server1: CTS They_stopped (server2)", timeout=20)
+    assert re.search(pats["They_dead"] % "server2", c.log("server1"))
+    assert re.search(pats["We_stopped"] % "server2", c.log("server2")), f"server2 We_stopped{p.where()}"
+    p.stop("server1")
+    assert re.search(pats["We_stopped"] % "server1", c.log("server1")), f"server1 We_stopped{p.where()}"
+    # Our nodes only: in this lab the real 3.0.6 logs "ERROR: Cannot lock ourselves into memory"
+    # (RLIMIT_MEMLOCK), its own bad news.
+    for n in (n for n in c.names if not c.is_real(n)):
+        for rx in bad:
+            hit = re.search(rx, c.log(n))
+            assert hit is None, f"{n} ({c.kind(n)}) logged CTS bad news {rx!r}: {hit.group(0)!r}{p.where()}"
