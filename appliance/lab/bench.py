@@ -320,8 +320,12 @@ METRICS: Tuple[Metric, ...] = (
            "`ip` got to print the event. No ratios: the values are too close to zero.",
            ratios=False),
     Metric("rss_per_node", "RSS per node (all processes of the daemon)", "MB",
-           "Sum of VmRSS over the daemon's processes on a node (ours: the daemon process; "
-           "3.0.6: its heartbeat processes; keepalived: parent + VRRP child); lighttpd excluded."),
+           "Sum of VmRSS over the daemon's processes on a node (ours: the daemon and its "
+           "privilege-separation helper; 3.0.6: its heartbeat processes; keepalived: parent + VRRP "
+           "child); lighttpd excluded. Shared pages count once per process."),
+    Metric("pss_per_node", "PSS per node (all processes of the daemon)", "MB",
+           "Same processes, proportional set size (/proc/PID/smaps_rollup): pages shared between "
+           "them counted once, the fairer figure for multi-process daemons."),
     Metric("idle_cpu", "Idle CPU per node", "CPU ms/min",
            "utime+stime of the daemon's processes over an idle window, scaled to one minute."),
     Metric("idle_cpu_precise", "Idle CPU per node, ns resolution (schedstat)", "CPU ms/min",
@@ -431,6 +435,19 @@ def proc_rss_kb(pid: int) -> Optional[int]:
     return 0
 
 
+def proc_pss_kb(pid: int) -> Optional[int]:
+    """Proportional set size: shared pages divided among the processes that map them, so a
+    sum over several processes (3.0.6's four, our daemon + helper) counts them once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return 0
+
+
 def proc_sched_ns(pid: int) -> Optional[int]:
     """CPU time in ns of every thread of pid (/proc/PID/task/*/schedstat, first field)."""
     try:
@@ -489,6 +506,19 @@ class Driver:
 
     def daemon_pids(self, name: str) -> List[int]:
         return self.c.daemon_pids(name)
+
+    def footprint_pids(self, name: str) -> List[int]:
+        """Every process the daemon runs on the node: ours adds its privilege-separation helper
+        (named hba-privsep, so daemon_pids does not see it)."""
+        pids = list(self.daemon_pids(name))
+        try:
+            for pid in self.lab.node(name).pids():
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if fh.read().startswith(b"hba-privsep") and pid not in pids:
+                        pids.append(pid)
+        except OSError:
+            pass
+        return pids
 
     def holders(self) -> List[str]:
         return self.c.holders()
@@ -1133,7 +1163,7 @@ class Bench:
     def idle(self, drv: Driver, setting: str, rep: int) -> None:
         log(f"  {drv.key:10s} {setting}: idle window {self.plan.idle_seconds:.0f} s")
         time.sleep(2.0)
-        pids = {n: drv.daemon_pids(n) for n in drv.names}
+        pids = {n: drv.footprint_pids(n) for n in drv.names}
         t0 = time.monotonic()
         ticks0 = {n: {p: proc_cpu_ticks(p) for p in ps} for n, ps in pids.items()}
         ns0 = {n: {p: proc_sched_ns(p) for p in ps} for n, ps in pids.items()}
@@ -1151,6 +1181,9 @@ class Bench:
             self.r.add("rss_per_node", drv.key, setting,
                        sum(x for x in rss if x) / 1024.0, rep, node=n, processes=len(pids[n]),
                        rss_kb=rss)
+            pss = [proc_pss_kb(p) for p in pids[n]]
+            self.r.add("pss_per_node", drv.key, setting, sum(x for x in pss if x) / 1024.0, rep,
+                       node=n, processes=len(pids[n]), pss_kb=pss)
             if gone:
                 self.r.fail("idle_cpu", drv.key, setting, f"processes exited in the window: {gone}",
                             rep, node=n)
