@@ -27,7 +27,6 @@ log = logging.getLogger("heartbeat")
 
 KEEP = 100           # transitions kept for the status view
 QUEUE_MAX = 1000     # pending hook runs; beyond this new ones are dropped (and logged)
-EVENTS = ("active", "standby", "fault", "restart", "peer_dead", "peer_up", "heal", "ping_up", "ping_dead")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ log = logging.getLogger("heartbeat")
 
 GROUP_STATES = ("stopped", "starting", "running", "stopping", "stop_failed")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MAX_REQUEST = 8192
 
 
 def _esc(value: object) -> str:

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import socket
 import struct
+from typing import Any, Callable
 
 from appliance.net.rawsock import ether_socket
 
@@ -153,25 +154,32 @@ async def announce(ifname: str, ip: str, count: int = 5, interval: float = 0.2) 
     if count <= 0:
         return 0
     _ipv4_bytes(ip)
+    return await burst(ifname, ip, count, interval, 2, GarpSender, GarpSender.send_pair, "gratuitous ARP")
+
+
+async def burst(ifname: str, ip: str, count: int, interval: float, packets: int,
+                open_sender: Callable[[str], Any], send: Callable[[Any, str], None], what: str) -> int:
+    """The announcement loop shared by gratuitous ARP and neighbour advertisements: `count`
+    sends `interval` s apart (the first at once), each paced by the interface's rate limit
+    (`packets` per send). The first send raises; later errors are logged at debug level, count
+    as unsent, and re-open the sender for the next one (the interface may have been re-created)."""
     loop = asyncio.get_running_loop()
-    sender: GarpSender | None = GarpSender(ifname)
+    sender = open_sender(ifname)
     try:
         start = loop.time()
-        await _paced(ifname, 2)
-        sender.send_pair(ip)
+        await _paced(ifname, packets)
+        send(sender, ip)
         sent = 1
         for k in range(1, count):
-            delay = start + k * interval - loop.time()
-            await asyncio.sleep(max(0.0, delay))
-            await _paced(ifname, 2)
+            await asyncio.sleep(max(0.0, start + k * interval - loop.time()))
+            await _paced(ifname, packets)
             try:
                 if sender is None:
-                    sender = GarpSender(ifname)
-                sender.send_pair(ip)
+                    sender = open_sender(ifname)
+                send(sender, ip)
                 sent += 1
             except OSError as exc:
-                log.debug("gratuitous ARP %d/%d for %s on %s failed: %s",
-                          k + 1, count, ip, ifname, exc)
+                log.debug("%s %d/%d for %s on %s failed: %s", what, k + 1, count, ip, ifname, exc)
                 if sender is not None:
                     sender.close()
                     sender = None

@@ -18,7 +18,6 @@ create one (net.ipv6.conf.*.accept_untracked_na = 0), which is all a takeover ne
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ipaddress
 import logging
@@ -27,7 +26,7 @@ import struct
 from dataclasses import dataclass
 
 # One token bucket per interface for ARP and advertisements alike ([announce] max_rate).
-from appliance.net.garp import _paced
+from appliance.net.garp import burst
 from appliance.net.rawsock import ether_socket, internet_checksum
 
 log = logging.getLogger(__name__)
@@ -191,28 +190,5 @@ async def announce(ifname: str, ip: str, count: int = 5, interval: float = 0.2,
     if count <= 0:
         return 0
     _target(ip)
-    loop = asyncio.get_running_loop()
-    sender: NaSender | None = NaSender(ifname)
-    try:
-        start = loop.time()
-        await _paced(ifname, 1)
-        sender.send(ip, router)
-        sent = 1
-        for k in range(1, count):
-            await asyncio.sleep(max(0.0, start + k * interval - loop.time()))
-            await _paced(ifname, 1)
-            try:
-                if sender is None:
-                    sender = NaSender(ifname)
-                sender.send(ip, router)
-                sent += 1
-            except OSError as exc:
-                log.debug("neighbour advertisement %d/%d for %s on %s failed: %s",
-                          k + 1, count, ip, ifname, exc)
-                if sender is not None:
-                    sender.close()
-                    sender = None
-        return sent
-    finally:
-        if sender is not None:
-            sender.close()
+    return await burst(ifname, ip, count, interval, 1, NaSender,
+                       lambda sender, addr: sender.send(addr, router), "neighbour advertisement")

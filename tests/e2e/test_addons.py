@@ -209,8 +209,16 @@ def test_metrics_textfile_and_http(lab_factory) -> None:
             c.start(n)
         c.wait_holders(["server1"])
         c.wait_status("server1", "server2", "active")
-        time.sleep(1.0)
-        prom = _parse_exposition(c.lab.node("server1").read("/var/lib/heartbeat/hba.prom"))
+
+        def textfile() -> str:
+            try:
+                return c.lab.node("server1").read("/var/lib/heartbeat/hba.prom")
+            except OSError:
+                return ""
+
+        # Rewritten every 0.5 s: wait for a copy written after server2 was seen active.
+        assert wait_for(lambda: 'hba_node_alive{node="server2",state="active"' in textfile(), 10)
+        prom = _parse_exposition(textfile())
         assert prom["hba_up"] == [({}, 1.0)]
         assert ({"group": VIP}, 1.0) in prom["hba_group_held"]
         assert ({"group": VIP}, 1.0) in prom["hba_group_holders"]

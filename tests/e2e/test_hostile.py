@@ -11,6 +11,7 @@ import threading
 import time
 
 from appliance.lab.cluster import Cluster, ClusterConfig
+from appliance.lab.faults import wait_until
 from appliance.lab.httpd import install_httpd
 from appliance.wire.pcap import read_udp_datagrams
 
@@ -66,10 +67,9 @@ def test_stray_cluster_replays_and_forgeries_change_nothing(lab_factory, tmp_pat
         b.wait_holders(["other1"], ip=VIP_B)
         a.wait_status("server1", "server2", "active")
         # --- a second cluster on the same port, with the same key: its nodes are not ours.
-        time.sleep(2.0)
         for n in a.names:
-            d = counters(a, n)
-            assert d.get("unknown_node", 0) >= 10, d
+            wait_until(lambda n=n: counters(a, n).get("unknown_node", 0) >= 10, 10,
+                       what=f"{n} counting the other cluster's packets")
         assert "bad node [other1]" in a.log("server2")
         # --- replay of a capture of server1's traffic (old seq) and forged auth.
         cap = a.lab.capture(str(tmp_path / "a.pcap"), "udp port 694 and src host 192.168.56.101")
