@@ -30,15 +30,11 @@ from appliance.net.ipaddr import (
     IFF_LOOPBACK,
     NLM_F_ACK,
     NLM_F_CREATE,
-    NLM_F_DUMP,
     NLM_F_EXCL,
     NLM_F_REQUEST,
     RT_SCOPE_UNIVERSE,
-    RT_TABLE_MAIN,
     RTM_DELADDR,
-    RTM_GETROUTE,
     RTM_NEWADDR,
-    RTN_UNICAST,
     AddressError,
     _Addr,
     _Link,
@@ -110,37 +106,10 @@ def _check_prefix(prefixlen: Any) -> int:
     return int(text)
 
 
-def connected_routes(rt: _Rtnl) -> list[tuple[int, ipaddress.IPv6Network]]:
-    """(oif, network) of the main table's on-link IPv6 routes (no gateway).
-
-    Unlike IPv4, IPv6 routes all have universe scope: "connected" means no next hop.
-    """
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
-    msgs = rt.request(rtmsg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP,
-                      {"family": socket.AF_INET6}, [])
-    out = []
-    for m in msgs:
-        try:
-            if m.get("family") != socket.AF_INET6 or m.get("type") != RTN_UNICAST:
-                continue
-            if (m.get_attr("RTA_TABLE") or m.get("table")) != RT_TABLE_MAIN:
-                continue
-            oif = m.get_attr("RTA_OIF")
-            if not oif or m.get_attr("RTA_GATEWAY") or m.get_attr("RTA_MULTIPATH"):
-                continue
-            dst = m.get_attr("RTA_DST") or "::"
-            net = ipaddress.IPv6Network(f"{dst}/{m.get('dst_len')}", strict=False)
-        except (ValueError, TypeError, KeyError):
-            continue
-        out.append((int(oif), net))
-    return out
-
-
 def _subnets(rt: _Rtnl, links: dict[int, _Link],
              addrs: list[_Addr]) -> list[tuple[ipaddress.IPv6Network, int]]:
     """Candidate (network, ifindex) pairs: on-link routes and the prefixes of addresses."""
-    candidates = [(net, oif) for oif, net in connected_routes(rt)]
+    candidates = [(net, oif) for oif, net in rt.connected_routes(socket.AF_INET6)]
     for a in addrs:
         if a.flags & IFA_F_DADFAILED:
             continue

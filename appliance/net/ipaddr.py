@@ -277,25 +277,27 @@ class _Rtnl:
                 out.append(addr)
         return out
 
-    def connected_routes(self) -> list[tuple[int, ipaddress.IPv4Network]]:
-        """(oif, network) of the main table's directly connected IPv4 routes."""
+    def connected_routes(self, family: int = socket.AF_INET) -> list[tuple[int, Any]]:
+        """(oif, network) of the main table's directly connected routes of `family`: no next
+        hop, and for IPv4 link scope (IPv6 routes all have universe scope)."""
         from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-        msgs = self.request(rtmsg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP,
-                            {"family": socket.AF_INET}, [])
+        ipv4 = family == socket.AF_INET
+        network = ipaddress.IPv4Network if ipv4 else ipaddress.IPv6Network
+        msgs = self.request(rtmsg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, {"family": family}, [])
         out = []
         for m in msgs:
             try:
-                if m.get("family") != socket.AF_INET or m.get("type") != RTN_UNICAST:
+                if m.get("family") != family or m.get("type") != RTN_UNICAST:
                     continue
                 table = m.get_attr("RTA_TABLE") or m.get("table")
-                if table != RT_TABLE_MAIN or m.get("scope") != RT_SCOPE_LINK:
+                if table != RT_TABLE_MAIN or (ipv4 and m.get("scope") != RT_SCOPE_LINK):
                     continue
                 oif = m.get_attr("RTA_OIF")
                 if not oif or m.get_attr("RTA_GATEWAY") or m.get_attr("RTA_MULTIPATH"):
                     continue
-                dst = m.get_attr("RTA_DST") or "0.0.0.0"
-                net = ipaddress.IPv4Network(f"{dst}/{m.get('dst_len')}", strict=False)
+                dst = m.get_attr("RTA_DST") or ("0.0.0.0" if ipv4 else "::")
+                net = network(f"{dst}/{m.get('dst_len')}", strict=False)
             except (ValueError, TypeError, KeyError):
                 continue
             out.append((int(oif), net))
