@@ -6,6 +6,12 @@ Protocol: one JSON object per line on stdin, one JSON answer per line on stdout.
   {"op": "stop"}                                            -> {"ok": true, "samples": [[t, a]..]}
   {"op": "ping"}                                            -> {"ok": true}
 Exits on EOF of stdin. Background polling stops by itself after max_seconds (<= 600).
+
+Background polling starts a request every `interval` whether or not earlier ones have been
+answered (a request to an address nobody answers waits out its timeout; waiting for it would make
+the timeout, not the interval, the resolution).  A sample is [t, answer] where t is when an
+answered request was answered and when an unanswered one was sent: an outage then runs from the
+first unanswered request sent to the first answer received, whichever request it belongs to.
 """
 
 import json
@@ -76,14 +82,34 @@ class Poller:
     def _loop(ip, port, interval, timeout, max_seconds, stop_evt, samples):
         end = time.monotonic() + max_seconds
         max_count = int(max_seconds / max(interval, 0.001)) + 1
+        max_inflight = int(timeout / max(interval, 0.001)) + 8
+        lock = threading.Lock()
+        inflight = []
+
+        def one(t0):
+            answer = http_get(ip, port, timeout)
+            with lock:
+                samples.append((time.monotonic() if answer is not None else t0, answer))
+
         for _ in range(max_count):
             t0 = time.monotonic()
             if stop_evt.is_set() or t0 >= end:
                 break
-            samples.append((t0, http_get(ip, port, timeout)))
+            inflight = [th for th in inflight if th.is_alive()]
+            if len(inflight) < max_inflight:       # bounded: a wedged stack cannot pile up threads
+                th = threading.Thread(target=one, args=(t0,), daemon=True)
+                th.start()
+                inflight.append(th)
+            else:
+                with lock:
+                    samples.append((t0, None))
             delay = t0 + interval - time.monotonic()
             if delay > 0 and stop_evt.wait(delay):
                 break
+        for th in inflight:
+            th.join(timeout=timeout + 1.0)
+        with lock:
+            samples.sort(key=lambda s: s[0])
 
     def stop(self):
         samples = self.samples

@@ -1642,11 +1642,11 @@ def choices_text(plan: Plan) -> List[str]:
         "(e.g. ~0.72 s at 200 ms), not deadtime. lighttpd runs on EVERY node all the time "
         "(keepalived only moves the address); with Heartbeat, lighttpd is the managed resource "
         "(haresources: server1 192.168.56.200 httpd).",
-        f"Client: the lab client polls http://192.168.56.200/ every 25 ms ({plan.poll_timeout * 1000:.0f} ms "
-        "timeout); outage = the longest run of unanswered requests around the fault (first "
-        "unanswered request sent → first answered request sent). A request to an address that "
-        "nobody answers any more waits out its timeout, so one lost request already counts "
-        f"~{plan.poll_timeout * 1000:.0f} ms: that is the resolution of the outage figures "
+        f"Client: the lab client sends a request to http://192.168.56.200/ every 25 ms, each "
+        f"on its own connection with a {plan.poll_timeout * 1000:.0f} ms timeout, without waiting "
+        "for earlier ones; outage = the longest run of unanswered requests around the fault, "
+        "from the first unanswered request sent to the first answer received (a request queued "
+        "behind ARP resolution counts until it is answered). Resolution: the 25 ms interval "
         "(the address-up and GARP times below are captured, not polled).",
         f"Steady state: every fault and idle window starts >= {MIN_UPTIME:.0f} s after the last "
         "daemon start (3.0.6, and ours like it, advertise deadtime + 2 s during their first "
@@ -1680,8 +1680,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--slow-reps", type=int, help="repetitions for deadtime >= 5 s (default 1)")
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window (default 20; --quick 10)")
     ap.add_argument("--poll-timeout", type=float, default=POLL_TIMEOUT,
-                    help="client request timeout during measured steps (default 0.25 s: an "
-                         "unanswered request costs that much, the outage resolution)")
+                    help="client request timeout during measured steps (default 0.25 s; "
+                         "requests start every 25 ms regardless, the outage resolution)")
     ap.add_argument("--settle", type=float, default=1.0, help="pause before each fault (s)")
     ap.add_argument("--scale-sizes", help="comma list of node counts (default 8,16,32; --quick 8; "
                     "empty string: none)")
