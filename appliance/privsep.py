@@ -53,7 +53,7 @@ from appliance.config.haresources import resolve_script
 from appliance.config.sysconfig import SYSCONFIG
 from appliance.rsc import scripts
 from appliance.rsc.scripts import ScriptResult, child_env
-from appliance.spawner import KILL_GRACE, Policy, decode, encode, run_helper
+from appliance.spawner import KILL_GRACE, Policy, decode, encode, exec_argv, run_helper
 
 log = logging.getLogger("heartbeat")
 
@@ -175,6 +175,23 @@ def lockdown(d: Any) -> Status:
     _report(status)
     loop.call_later(2.0, _check_threads, caps.mask(status.keep))
     return status
+
+
+def _exec_helper(chan: socket.socket, sync: socket.socket, policy: Policy) -> None:
+    """In the forked child: run the program afresh as the helper; if that fails, serve from
+    this copy of the daemon (as it was before the exec existed; it reads the policy message
+    itself, so the synchronous channel starts clean either way)."""
+    try:
+        os.set_inheritable(chan.fileno(), True)
+        os.set_inheritable(sync.fileno(), True)
+        argv = exec_argv(chan.fileno(), sync.fileno())
+        os.execv(argv[0], argv)
+    except BaseException:  # noqa: BLE001 - anything: fall back, never return into the daemon
+        try:
+            sync.recv(1 << 20)
+        except OSError:
+            pass
+    run_helper(chan, sync, policy)
 
 
 # ---------------------------------------------------------------------- dropping
@@ -318,9 +335,11 @@ class HelperClient:
         # Objects that exist now are never collected by the daemon afterwards (gc.freeze): its
         # collector would otherwise write to every one of them and unshare the helper's copy.
         gc.freeze()
+        # The policy goes first: the exec'd helper reads it before anything else.
+        sync.send(encode(policy.to_json()))
         pid = os.fork()
         if pid == 0:
-            run_helper(chan_peer, sync_peer, policy)   # never returns
+            _exec_helper(chan_peer, sync_peer, policy)   # never returns
         chan_peer.close()
         sync_peer.close()
         client = cls(pid, chan, sync, policy.authkeys)

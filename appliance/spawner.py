@@ -1,6 +1,9 @@
 """The privileged helper `hba-privsep`: a root child of the daemon that runs its scripts.
 
-appliance.privsep forks it before the daemon gives up its privileges; from then on resource
+appliance.privsep starts it before the daemon gives up its privileges: a fork that executes
+the program afresh (`heartbeat --privsep-helper CHAN SYNC`, see exec_argv), so the helper holds
+a bare interpreter and this module instead of a copy of the whole daemon (~9 MB resident
+instead of ~23); where that exec fails, the forked copy serves as it is.  From then on resource
 scripts, notification hooks and health checks start here, as full root with every capability,
 exactly as they did as children of the daemon.  It never reads the network.  It exits when the
 daemon's end of the socket closes (the daemon exited, however it exited); scripts still
@@ -39,33 +42,53 @@ import signal
 import socket
 import stat
 import subprocess
-import tempfile
+import sys
 import time
-from dataclasses import dataclass, field
-from typing import IO, Any
 
-from appliance.rsc.scripts import MAX_OUTPUT
+TYPE_CHECKING = False       # typing is not imported at run time: ~0.5 MB in the helper
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 TITLE = "hba-privsep"
+EXEC_FLAG = "--privsep-helper"  # argv[1] of the exec'd helper, then the two descriptors
+MAX_OUTPUT = 64 * 1024       # of a script's output, as appliance.rsc.scripts keeps it (not
+                             # imported from there: that would bring asyncio into the helper)
 VERBS = ("start", "stop", "status")
 KILL_GRACE = 5.0             # after SIGKILL of a timed-out script, wait this long for its exit
 REFUSED_RC = 126             # like a shell's "cannot execute"
 _EXTRA_ENV = re.compile(r"HA_NOTIFY_[A-Z0-9_]+|HA_GROUP")   # what hooks and checks add
 
 
-@dataclass(frozen=True)
 class Policy:
-    """What the helper may run for the daemon; fixed when the daemon starts (as root)."""
+    """What the helper may run for the daemon; fixed when the daemon starts (as root).
+    (A plain class, like _Job: dataclasses would cost the helper ~1.3 MB resident.)"""
 
-    strict: bool
-    script_dirs: tuple[str, ...] = ()
-    resources: frozenset[tuple[str, tuple[str, ...]]] = frozenset()   # (script name, args)
-    hooks: frozenset[str] = frozenset()            # argv[0], any arguments (notify hooks)
-    commands: frozenset[tuple[str, ...]] = frozenset()   # exact argv (health checks)
-    base_env: dict[str, str] = field(default_factory=dict)
-    authkeys: str = "/etc/ha.d/authkeys"
-    pidfile: str = "/var/run/heartbeat.pid"
-    control_socket: str = "/var/run/heartbeat/hba.sock"
+    __slots__ = ("strict", "script_dirs", "resources", "hooks", "commands", "base_env",
+                 "authkeys", "pidfile", "control_socket")
+
+    def __init__(
+        self, strict: bool, script_dirs: tuple[str, ...] = (),
+        resources: frozenset[tuple[str, tuple[str, ...]]] = frozenset(),   # (script, args)
+        hooks: frozenset[str] = frozenset(),            # argv[0], any arguments (notify hooks)
+        commands: frozenset[tuple[str, ...]] = frozenset(),   # exact argv (health checks)
+        base_env: dict[str, str] | None = None, authkeys: str = "/etc/ha.d/authkeys",
+        pidfile: str = "/var/run/heartbeat.pid",
+        control_socket: str = "/var/run/heartbeat/hba.sock",
+    ) -> None:
+        self.strict = strict
+        self.script_dirs = script_dirs
+        self.resources = resources
+        self.hooks = hooks
+        self.commands = commands
+        self.base_env = dict(base_env or {})
+        self.authkeys = authkeys
+        self.pidfile = pidfile
+        self.control_socket = control_socket
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Policy) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]
 
     def refuse(self, argv: list[str], env: dict[str, str]) -> str | None:
         """None if allowed, else why not.  Permissive unless strict: a uid-0 daemon could
@@ -90,6 +113,25 @@ class Policy:
             return None
         return f"{argv[0]} with these arguments is no configured resource script, hook or check"
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strict": self.strict, "script_dirs": list(self.script_dirs),
+            "resources": sorted([name, list(args)] for name, args in self.resources),
+            "hooks": sorted(self.hooks), "commands": sorted(list(c) for c in self.commands),
+            "base_env": dict(self.base_env), "authkeys": self.authkeys,
+            "pidfile": self.pidfile, "control_socket": self.control_socket,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Policy:
+        return cls(
+            strict=bool(obj["strict"]), script_dirs=tuple(obj["script_dirs"]),
+            resources=frozenset((str(n), tuple(a)) for n, a in obj["resources"]),
+            hooks=frozenset(obj["hooks"]), commands=frozenset(tuple(c) for c in obj["commands"]),
+            base_env=dict(obj["base_env"]), authkeys=obj["authkeys"], pidfile=obj["pidfile"],
+            control_socket=obj["control_socket"],
+        )
+
 
 def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
     return json.dumps(header).encode() + b"\0" + payload
@@ -103,14 +145,17 @@ def decode(data: bytes) -> tuple[dict[str, Any], bytes]:
     return obj, payload
 
 
-@dataclass
 class _Job:
-    rid: int
-    argv0: str
-    proc: subprocess.Popen
-    out: IO[bytes]
-    deadline: float
-    killed_at: float | None = None
+    __slots__ = ("rid", "argv0", "proc", "out", "deadline", "killed_at")
+
+    def __init__(self, rid: int, argv0: str, proc: subprocess.Popen, out: IO[bytes],
+                 deadline: float) -> None:
+        self.rid = rid
+        self.argv0 = argv0
+        self.proc = proc
+        self.out = out
+        self.deadline = deadline
+        self.killed_at: float | None = None
 
 
 class Helper:
@@ -178,7 +223,7 @@ class Helper:
         why = self.policy.refuse(argv, env)
         if why is not None:
             return self._answer(rid, REFUSED_RC, f"refused by privilege separation: {why}")
-        out = tempfile.TemporaryFile()
+        out = _output_file()
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -256,6 +301,21 @@ class Helper:
             pass
 
 
+def _output_file() -> IO[bytes]:
+    """An unnamed file for a script's output (what tempfile.TemporaryFile does, without the
+    ~1 MB its imports cost: shutil, random, bz2, lzma)."""
+    base = os.environ.get("TMPDIR") or "/tmp"
+    for _ in range(100):
+        path = os.path.join(base, f".hba-out-{os.getpid()}-{os.urandom(6).hex()}")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        os.unlink(path)
+        return os.fdopen(fd, "w+b")
+    raise FileExistsError(errno.EEXIST, "no unused name for a script's output file", base)
+
+
 def _ignore(signum: int, frame: object) -> None:
     pass
 
@@ -265,6 +325,43 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def exec_argv(chan_fd: int, sync_fd: int) -> list[str]:
+    """How the helper runs this program again: the frozen binary itself, or this interpreter
+    with the package (a source install)."""
+    if getattr(sys, "frozen", False):
+        head = [sys.executable]
+    else:
+        # -S: no site (~3 MB resident, and nothing from site-packages is needed); the package
+        # is found from where this module was loaded.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        head = [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {root!r}); "
+                "from appliance.cli.main import main; sys.exit(main())"]
+    return [*head, EXEC_FLAG, str(chan_fd), str(sync_fd)]
+
+
+def exec_main(args: list[str]) -> int:
+    """Entry of the exec'd helper (`heartbeat --privsep-helper CHAN SYNC`): the daemon sent
+    the policy on SYNC before it forked; nothing else is inherited (descriptors are
+    close-on-exec but these two).  Never returns when started by the daemon."""
+    try:
+        chan_fd, sync_fd = (int(a) for a in args)
+        chan = socket.socket(fileno=chan_fd)
+        sync = socket.socket(fileno=sync_fd)
+        if chan.type != socket.SOCK_SEQPACKET or sync.type != socket.SOCK_SEQPACKET:
+            raise ValueError("not the daemon's sockets")
+        sync.settimeout(10.0)
+        policy = Policy.from_json(decode(sync.recv(1 << 20))[0])
+        sync.settimeout(None)
+    except (ValueError, OSError, KeyError, TypeError):
+        sys.stderr.write(f"{TITLE}: started by the heartbeat daemon only\n")
+        return 2
+    from appliance.caps import set_dumpable
+
+    set_dumpable(False)     # the policy may carry ha.cf's env secrets
+    run_helper(chan, sync, policy)
+    return 1    # not reached
 
 
 def run_helper(chan: socket.socket, sync: socket.socket, policy: Policy) -> None:

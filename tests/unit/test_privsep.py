@@ -162,6 +162,44 @@ def test_helper_opens_authkeys_and_cleans_up(tmp_path) -> None:
     assert data.startswith(b"auth 1") and kept and not pidfile.exists()
 
 
+def test_policy_crosses_the_exec_intact() -> None:
+    assert Policy.from_json(POLICY.to_json()) == POLICY
+    assert Policy.from_json(Policy(strict=False).to_json()) == Policy(strict=False)
+    assert Policy(strict=False) != POLICY
+
+
+def test_helper_is_a_fresh_light_program() -> None:
+    """The helper is the program executed afresh, not a fork-copy of the daemon: none of the
+    daemon's modules (asyncio) and far less memory than the process that started it."""
+    import appliance.daemon  # noqa: F401 - this process now looks like the daemon
+
+    async def body(c: HelperClient):
+        with open(f"/proc/{c.pid}/status") as f:
+            helper = {k: v for k, _, v in (line.partition(":") for line in f)}
+        with open(f"/proc/{c.pid}/maps") as f:
+            maps = f.read()
+        return helper, maps
+
+    helper, maps = with_helper(Policy(strict=False), body)
+    with open("/proc/self/status") as f:
+        mine = {k: v for k, _, v in (line.partition(":") for line in f)}
+    rss = lambda st: int(st["VmRSS"].split()[0])  # noqa: E731
+    assert rss(helper) < rss(mine) * 0.8, (rss(helper), rss(mine))
+    assert "_asyncio" not in maps and "libssl" not in maps
+
+
+def test_spawner_keeps_what_the_daemon_keeps_of_output() -> None:
+    from appliance import spawner
+    from appliance.rsc import scripts
+
+    assert spawner.MAX_OUTPUT == scripts.MAX_OUTPUT
+    argv = spawner.exec_argv(7, 8)
+    assert argv[0] == sys.executable and argv[-3:] == [spawner.EXEC_FLAG, "7", "8"]
+    done = subprocess.run(argv[:-3] + [spawner.EXEC_FLAG, "0", "1"], capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and "started by the heartbeat daemon only" in done.stderr
+
+
 def test_helper_is_renamed_and_its_loss_is_survived() -> None:
     async def body(c: HelperClient):
         with open(f"/proc/{c.pid}/cmdline", "rb") as f:
