@@ -116,6 +116,7 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
         self.max_epoch = 0
         self.links = LinkWatch(self.media.interfaces(), self._carrier_changed, self._address_lost)
         self.last_decisions: dict[str, ownership.Decision] = {}
+        self.decided_at: dict[str, float] = {}     # wall clock of the last acquire/release decision
         self.conflicts: dict[str, frozenset[str]] = {}
         self.initial_done = False
         self.watchdog = HardwareWatchdog(cfg.watchdog, cfg.deadtime_ms) if cfg.watchdog else None
@@ -536,6 +537,8 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
             last = self.last_decisions.get(d.key)
             if (last is None or (last.action, last.reason) != (d.action, d.reason)) and d.action != "none":
                 log.info("%s", d.reason)
+                if d.action in ("acquire", "release"):     # shown by cl_status --json (benchmark)
+                    self.decided_at[d.key] = time.time()
             self.last_decisions[d.key] = d
             if d.action == "reassert":
                 # A new rival claim: our address may be cached at the wrong MAC; announce again.

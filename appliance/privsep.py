@@ -7,7 +7,8 @@ set-up :func:`lockdown` (called once from Daemon.run, right after the last privi
 
 1. turns core dumps off (PR_SET_DUMPABLE 0; RLIMIT_CORE 0 once scripts no longer start here):
    the authkeys secret must not land in a core file.  Always, whatever the mode;
-2. forks the root helper (appliance.spawner): from then on every script, hook and health
+2. starts the root helper (appliance.spawner; fork + exec of this program, so it is small):
+   from then on every script, hook and health
    check is started by it, as full root with every capability, as before;
 3. gives up everything else: capabilities limited to what the daemon itself uses (keep_caps:
    CAP_NET_ADMIN for netlink addresses, CAP_NET_RAW for gratuitous ARP, neighbour

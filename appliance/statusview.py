@@ -34,7 +34,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         groups.append({
             "key": g.key, "home": g.home, "local_state": d.manager.state[g.key],
             "holders": holders, "owner": dec.owner if dec else None,
-            "reason": dec.reason if dec else "",
+            "reason": dec.reason if dec else "", "decided_at": d.decided_at.get(g.key),
         })
     return {
         "node": d.local,

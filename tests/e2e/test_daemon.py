@@ -164,8 +164,13 @@ def test_takeover_standby_and_cl_status(pair: Cluster) -> None:
     assert c.cl_status("server1", "nodestatus", "nosuchnode").returncode == 11
     assert c.cl_status("server1", "hbstatus").stdout.strip() == "Heartbeat is running on this machine."
     # hb_takeover on server2: server1 goes standby, server2 serves.
+    t_ask = time.time()
     assert c.lab.node("server2").run(c.tool("server2", "hb_takeover")).returncode == 0
     c.wait_holders(["server2"])
+    # When each side decided (the benchmark's "decision -> address up" starts there).
+    g1, g2 = (status_json(c, n)["groups"][0] for n in ("server1", "server2"))
+    assert t_ask <= g1["decided_at"] <= g2["decided_at"] <= time.time(), (t_ask, g1, g2)
+    assert "releasing" in g1["reason"] or "should hold" in g1["reason"], g1
     c.lab.client.wait_for(VIP, "server2", timeout=10)
     # hb_standby on server2 hands it back.
     assert c.lab.node("server2").run(c.tool("server2", "hb_standby")).returncode == 0
