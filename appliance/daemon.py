@@ -26,6 +26,7 @@ from appliance.core import ownership
 from appliance.core.membership import ACCEPT, DUPLICATE, Change, Membership
 from appliance.core.peerfacts import PeerFacts
 from appliance.errors import DecodeError
+from appliance.fenceops import FenceOps
 from appliance.handlers import MessageHandlers, hex_field
 from appliance.hbapi import ApiClients, serve_api
 from appliance.host import script_env, set_realtime
@@ -33,6 +34,7 @@ from appliance.linkevents import LinkEvents
 from appliance.net.linkwatch import LinkWatch
 from appliance.net.media import Media
 from appliance.paths import Paths, next_generation, node_uuid
+from appliance.reload import ConfigReload, hacf_mtime
 from appliance.rsc.group import GroupExecutor, Settings
 from appliance.rsc.manager import GroupManager
 from appliance.statusview import serve_control, snapshot
@@ -63,7 +65,7 @@ class Counters:
     dropped: collections.Counter = field(default_factory=collections.Counter)
 
 
-class Daemon(MessageHandlers, Compat306, LinkEvents):
+class Daemon(MessageHandlers, Compat306, LinkEvents, FenceOps, ConfigReload):
     def __init__(
         self,
         cfg: HaConfig,
@@ -132,6 +134,8 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
         self.relearn_from: float | None = None     # links back: re-learning who holds what
         self.replay = auth.ReplayGuard()           # AEAD envelopes: per-sender anti-replay windows
         self.addons = Addons(self, ext, env)
+        self.hacf_mtime = hacf_mtime(paths.hacf)      # `heartbeat -r` after ha.cf changed: "restart exec"
+        self._init_fencing()                       # STONITH device (stonith/stonith_host), as root
 
     # ================================================================= life cycle
     async def run(self) -> int:
@@ -180,6 +184,7 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
         if self.watchdog:
             self.watchdog.close()
         await self.addons.stop_checks()
+        self._fence_cancel()
         if not self.legacy_mode:
             self._send(catalog.resource("none", False, "shutdown"))
         if self.manager.busy():
@@ -354,11 +359,15 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
         if dest and dest.lower() != self.local:
             return
         handler = _HANDLERS.get(mtype)
+        before = facts.snapshot() if mtype == "status" else None
         if handler is not None:
             handler(self, src, msg, now)
         if not unsequenced:
             self.api_clients.deliver(msg)     # API clients (ipfail, api_test) see cluster traffic
-        self._schedule_reconcile()
+        # A heartbeat that taught nothing new needs no decision now (most of them, when idle): the
+        # check loop still decides on time-based grounds, and state changes decided already.
+        if before is None or facts.snapshot() != before:
+            self._schedule_reconcile()
 
     def api_snapshot(self) -> dict:
         """What Heartbeat's client API (appliance.hbapi) answers from."""
@@ -377,6 +386,7 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
                 self.addons.peer_changed(ch.node, ch.old, ch.new)
                 if ch.new == "dead":
                     log.warning("node %s: is dead", ch.node)
+                    self._fence_node_died(ch.node)
                     f = self.facts.get(ch.node)
                     if f is not None:
                         f.forget()
@@ -384,6 +394,7 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
                         del self.rexmits[key]
                 else:
                     log.info("Status update for node %s: status %s", ch.node, ch.new)
+                    self._fence_node_back(ch.node)
             elif ch.kind == "link":
                 log.info("Link %s:%s %s.", ch.node, ch.detail, ch.new)
             elif ch.kind == "restart":
@@ -531,6 +542,7 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
                 if d.action == "acquire" else d
                 for d in decisions
             ]
+        decisions = self._fence_gate(decisions)   # STONITH a dead holder before taking its groups
         self._start_handover(decisions)        # a 3.0.6 peer hears `me` before anything moves
         decisions = self._hold_releases(decisions, now)
         for d in decisions:
@@ -586,21 +598,6 @@ class Daemon(MessageHandlers, Compat306, LinkEvents):
         self._schedule_reconcile()
         return f"takeover {scope}"
 
-    def _reload(self) -> None:
-        from appliance.cli.configload import load_all
-
-        self.sd.notify("RELOADING=1")
-        try:
-            cfg, keys, groups, _ext = load_all(self.paths, self.local)
-        except Exception as exc:  # noqa: BLE001 - keep the running config on any error
-            log.error("Reload refused, keeping the running configuration: %s", exc)
-            self.sd.notify("READY=1")
-            return
-        self.keys = keys
-        if [(g.key, g.home) for g in groups] != [(g.key, g.home) for g in self.groups]:
-            log.warning("haresources changed: restart heartbeat to apply group changes")
-        log.info("Configuration reloaded (authkeys applied)")
-        self.sd.notify("READY=1")
 
 _HANDLERS = {
     "status": Daemon._on_status,
@@ -614,6 +611,7 @@ _HANDLERS = {
     "NS_rexmit": Daemon._on_rexmit,
     "NS_nak_rexmit": Daemon._on_nak,
     "reqnodes": Daemon._on_reqnodes,
+    "stonith": Daemon._on_stonith,
 }
 
 

@@ -223,7 +223,11 @@ def _notes(cfg: HaConfig, sticky: bool, groups: list[Group]) -> list[str]:
         f"Corosync: one node entry per ha.cf node, nodeid 1..{len(cfg.nodes)} in that order;"
         f" totem token {cfg.deadtime_ms} ms (ha.cf deadtime); heartbeat media were: {media}.",
         "WARNING: stonith-enabled=false matches Heartbeat v1, which had no fencing either;"
-        " configure a STONITH device before relying on this cluster for shared data.",
+        " configure a STONITH device before relying on this cluster for shared data."
+        if cfg.stonith is None else
+        f"WARNING: stonith-enabled=false: ha.cf's {cfg.stonith.directive} device"
+        f" ({cfg.stonith.type}) is not exported; configure it as a Pacemaker stonith resource"
+        f" (stonith:{cfg.stonith.type}) and set stonith-enabled=true.",
     ]
     if len(cfg.nodes) == 2:
         notes.append("Two nodes: no-quorum-policy=ignore (Heartbeat v1 had no quorum); with"

@@ -115,6 +115,8 @@ class ApiClients:
 
     def deliver(self, msg: Message) -> int:
         """Pass a cluster message to clients (all that keep messages, or just ``to_id``)."""
+        if not self.by_id:
+            return 0            # the usual case: nobody signed on, nothing to encode
         to_id, frame, sent = msg.get("to_id"), encode_frame(msg), 0
         for client in list(self.by_id.values()):
             if (to_id is not None and to_id != client.client_id) or not client.fmask & KEEPIT:

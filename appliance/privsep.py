@@ -114,6 +114,9 @@ def build_policy(d: Any, strict: bool) -> Policy:
     hooks = frozenset(str(h) for h in (getattr(ext, "notify", None) or ()))
     monitors = [getattr(ext, "monitor", None), *(getattr(ext, "monitor_groups", None) or {}).values()]
     commands = frozenset(("/bin/sh", "-c", m.check) for m in monitors if getattr(m, "check", ""))
+    stonith = getattr(d, "stonith", None)       # the STONITH device's reset commands, if any
+    if stonith is not None:
+        commands |= stonith.commands(list(d.cfg.nodes))
     return Policy(
         strict=strict, script_dirs=tuple(settings.script_dirs), resources=resources, hooks=hooks,
         commands=commands, base_env=child_env(settings.env), authkeys=d.paths.authkeys,

@@ -35,7 +35,41 @@ def load_all(
         ext = load_extension(paths.extension, [g.key for g in groups])
     except ConfigErrors as exc:
         errors += exc.errors
+    if cfg is not None and cfg.stonith is not None:
+        errors += _check_stonith_type(cfg)
     if errors:
         raise ConfigErrors(errors)
     assert cfg is not None and keys is not None
     return cfg, keys, groups, ext
+
+
+# HaConfig fields that say nothing about the cluster's behaviour (bookkeeping of the parse).
+_NOT_SETTINGS = ("path", "params", "warnings")
+
+
+def _check_stonith_type(cfg: HaConfig) -> list[ConfigError]:
+    """3.0.6 loads the plugin while parsing ha.cf ("Invalid Stonith type [x]" stops the start):
+    ask cluster-glue's stonith command whether it knows the type."""
+    import subprocess
+
+    from appliance.rsc.stonith import STONITH
+
+    dev = cfg.stonith
+    assert dev is not None
+    hint = "`stonith -L` lists the installed plugins (cluster-glue)"
+    try:
+        rc = subprocess.run([STONITH, "-t", dev.type, "-n"], stdin=subprocess.DEVNULL,
+                            capture_output=True, timeout=20).returncode
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [ConfigError(cfg.path, dev.line, f"cannot run {STONITH} for {dev.directive}: {exc}", hint)]
+    if rc != 0:
+        return [ConfigError(cfg.path, dev.line, f"Invalid Stonith type [{dev.type}]", hint)]
+    return []
+
+
+def hacf_changes(old: HaConfig, new: HaConfig) -> list[str]:
+    """The ha.cf settings that differ between two parses (reload reports what it cannot apply)."""
+    from dataclasses import fields
+
+    return [f.name for f in fields(old) if f.name not in _NOT_SETTINGS
+            and getattr(old, f.name) != getattr(new, f.name)]

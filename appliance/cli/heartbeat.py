@@ -53,6 +53,7 @@ def run(args: list[str]) -> int:
             print("heartbeat is stopped. No process", file=sys.stderr)
             return 1
         os.kill(pid, signal.SIGHUP)
+        _log_signalled(paths, pid)
         return 0
     loaded = load_or_report(paths, "heartbeat not started")
     if loaded is None:
@@ -70,6 +71,23 @@ def run(args: list[str]) -> int:
     if not opts.f and not _daemonize(paths):
         return 0            # the parent: the child carries on
     return _serve(cfg, keys, groups, ext, paths, opts.d, foreground=opts.f)
+
+
+def _log_signalled(paths: Paths, pid: int) -> None:
+    """3.0.6's `heartbeat -r` logs this line itself, into the configured log files (tools such
+    as BasicSanityCheck count it there)."""
+    from appliance import logsetup
+    from appliance.config.hacf import load_hacf
+
+    try:
+        cfg = load_hacf(paths.hacf)
+    except ConfigError:
+        return          # the daemon refuses the reload and says why in its own log
+    logsetup.setup(cfg.local_node, cfg.logfile, cfg.debugfile, cfg.logfacility, cfg.debug)
+    try:
+        logging.getLogger(logsetup.LOGGER).info("Signalling heartbeat pid %d to reread config files", pid)
+    finally:
+        logsetup.stop()
 
 
 def load_or_report(paths: Paths, consequence: str):
@@ -103,6 +121,9 @@ def print_effective(cfg, groups, ext) -> None:
         print(f"{name:<14} {ms(getattr(cfg, name + '_ms'))}")
     print(f"auto_failback  {cfg.auto_failback}")
     print(f"watchdog       {cfg.watchdog or 'none'}")
+    dev = cfg.stonith          # its parameters may hold a password: type and source only
+    where = f"parameters from {dev.config_file}" if dev and dev.config_file else "parameters from ha.cf"
+    print(f"stonith        {f'{dev.type} ({dev.directive}, {where})' if dev else 'none'}")
     print(f"logging        file={cfg.logfile} debug={cfg.debugfile} facility={cfg.logfacility}")
     print(f"scripts        start {ext.start_timeout}s stop {ext.stop_timeout}s status {ext.status_timeout}s")
     for g in groups:

@@ -17,6 +17,8 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from appliance.config import media6
+from appliance.config import stonith as stonith_cfg
+from appliance.config.stonith import StonithDevice
 from appliance.errors import ConfigError, ConfigErrors
 
 WHITESPACE = " \t\n\r\f"  # heartbeat.h WHITESPACE
@@ -101,6 +103,7 @@ class HaConfig:
     warnings: list[str]
     failfast: list[tuple[str, list[str]]] = field(default_factory=list)  # like respawn, reboots
     apiauth: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    stonith: StonithDevice | None = None  # the last stonith/stonith_host line for this node
 
 
 def local_node_name(etc_dir: str = "/etc/ha.d") -> str:
@@ -286,6 +289,8 @@ class _Parser:
         self.children: dict[str, list[tuple[str, list[str]]]] = {"respawn": [], "failfast": []}
         self.env: dict[str, str] = {}
         self.apiauth: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self.local_node = ""  # for stonith_host lines; set by parse_hacf before the first line
+        self.stonith: StonithDevice | None = None
 
     def error(self, message: str, hint: str = "", line: int | None = -1) -> None:
         self.errors.append(ConfigError(self.path, self.line if line == -1 else line, message, hint))
@@ -475,14 +480,20 @@ class _Parser:
             return self.error(f"ping_group [{tok[0]}] defined twice", "use one line per group")
         self.ping_groups[tok[0]] = tok[1:]
 
-    def _wl_stonith(self, rest: str, directive: str = "stonith", fields: int = 1) -> None:
-        if len(_WS_RE.split(rest.strip(WHITESPACE))) < fields or not rest.strip(WHITESPACE):
-            usage = "stonith TYPE CONFIGFILE" if fields == 1 else "stonith_host HOST TYPE ..."
-            return self.error(f"{directive} needs {fields} field(s) or more", f"syntax: {usage}")
-        self.warn(f"{directive} is not supported by this daemon; line ignored")
+    def _wl_stonith(self, rest: str) -> None:
+        try:
+            self.stonith = stonith_cfg.parse_stonith(rest, self.line)
+        except stonith_cfg.Invalid as bad:
+            self.error(str(bad), bad.hint)
 
     def _wl_stonith_host(self, rest: str) -> None:
-        self._wl_stonith(rest, "stonith_host", 2)
+        # As 3.0.6: the last line that applies to this node wins; other nodes' lines are skipped.
+        try:
+            device = stonith_cfg.parse_stonith_host(rest, self.local_node, self.line)
+        except stonith_cfg.Invalid as bad:
+            return self.error(str(bad), bad.hint)
+        if device is not None:
+            self.stonith = device
 
     def _wl_apiauth(self, rest: str) -> None:
         usage = "syntax: apiauth CLIENT [uid=a,b] [gid=c,d], at least one of uid= and gid="
@@ -622,6 +633,7 @@ class _Parser:
             ping_groups=dict(self.ping_groups), respawn=self.children["respawn"],
             env=dict(self.env), params=params, warnings=self.warnings,
             failfast=self.children["failfast"], apiauth={**_DEFAULT_APIAUTH, **self.apiauth},
+            stonith=self.stonith,
         )  # fmt: skip
 
 
@@ -653,6 +665,7 @@ def parse_hacf(
         local_node = local_node_name(os.path.dirname(path) or ".")
     port = default_udpport() if udpport_default is None else udpport_default
     parser = _Parser(path, port)
+    parser.local_node = local_node.lower()
     for lineno, raw in enumerate(text.split("\n"), 1):
         parser.feed(lineno, raw)
     config = parser.finish(local_node.lower())

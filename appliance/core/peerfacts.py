@@ -27,6 +27,11 @@ class PeerFacts:
     ping: int | None = None          # ping nodes it reaches (None: unknown, e.g. a 3.0.6 node)
     known: bool = False              # it has told us what it holds since we (re)heard it
 
+    def snapshot(self) -> tuple:
+        """What the ownership decision reads (facts_now): equal snapshots, same decision."""
+        return (self.held, self.ready, self.failed, self.standby_scope, self.standby_epoch,
+                self.first_heard, self.legacy, self.ping, self.known)
+
     def newer(self, seq: int | None) -> bool:
         """Only a message newer than the last one we learnt from may change the facts:
         a retransmitted old message must not roll them back."""

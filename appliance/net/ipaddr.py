@@ -440,6 +440,25 @@ def _subnets(rt: _Rtnl, links: dict[int, _Link],
     return out
 
 
+def _default_oifs(rt: _Rtnl) -> list[int]:
+    """Output interfaces of the main table's IPv4 default routes (lowest metric first)."""
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    msgs = rt.request(rtmsg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, {"family": socket.AF_INET}, [])
+    found = []
+    for m in msgs:
+        try:
+            table = m.get_attr("RTA_TABLE") or m.get("table")
+            if m.get("type") != RTN_UNICAST or table != RT_TABLE_MAIN or m.get("dst_len") != 0:
+                continue
+            oif = m.get_attr("RTA_OIF")
+            if oif:
+                found.append((m.get_attr("RTA_PRIORITY") or 0, int(oif)))
+        except (ValueError, TypeError, KeyError):
+            continue
+    return [oif for _, oif in sorted(found)]
+
+
 # --------------------------------------------------------------------------
 # public API
 
@@ -485,6 +504,12 @@ def plan_address(address: str, prefixlen: int | None = None, interface: str | No
 
     if interface is None:
         matches = [(net, idx) for net, idx in subnets if ip in net]
+        if not matches and prefix is not None:
+            # Heartbeat's findif matches the longest route prefix, the default route included:
+            # an address with its own prefix and no connected route goes where the default
+            # route goes (BasicSanityCheck's 10.253.252.251/30).
+            matches = [(ipaddress.IPv4Network("0.0.0.0/0"), oif) for oif in _default_oifs(rt)
+                       if oif in links and not links[oif].flags & IFF_LOOPBACK]
         if not matches:
             raise AddressError(f"no interface has a route to {ip}; give it as IP/prefix/iface")
         best_net, best_idx = min(matches, key=lambda m: (-m[0].prefixlen, m[1]))

@@ -148,6 +148,8 @@ class GroupExecutor:
             plan.address, plan.prefixlen, "added" if added else "already", plan.interface,
             plan.label, plan.broadcast,
         )
+        # 3.0.6's IPaddr script words it so (operators and BasicSanityCheck grep for "ARP").
+        log.info("Sending Gratuitous Arp for %s on %s [%s]", plan.address, plan.label, plan.interface)
         self._garp(plan.interface, plan.address)
         if self.on_announce:
             self.on_announce(plan.interface, plan.address)

@@ -284,7 +284,10 @@ def test_every_accepted_directive_parses() -> None:
     assert cfg.apiauth["mgmtd"] == (("root",), ())
     assert cfg.params["compression"] == "bz2"
     assert cfg.params["stonith_host"].startswith("* baytech")
-    assert any("stonith is not supported" in w for w in cfg.warnings)
+    # The stonith_host line comes last and applies to every node (`*`): it is the device.
+    assert cfg.stonith is not None and (cfg.stonith.type, cfg.stonith.params) == (
+        "baytech", "10.0.0.3 mylogin mysecretpassword")
+    assert "mysecretpassword" not in repr(cfg.stonith)
     assert any("serial medium" in w for w in cfg.warnings)
     assert cfg.media == [Medium("bcast", "eth0", 694)]
 
