@@ -105,12 +105,20 @@ class BscRun:
         return "\n".join(lines)
 
 
-def _prepare(node: Node, subnet: str) -> str:
-    """Private /tmp and a default route in the node; returns the host path of its /tmp."""
+def _prepare(node: Node, subnet: str, keep: tuple[str, ...] = ()) -> str:
+    """Private /tmp and a default route in the node; returns the host path of its /tmp.
+    Paths in `keep` that live under /tmp (a checkout in /tmp: the daemon, its venv) stay
+    visible there: their top directory is bound into the private /tmp first."""
     tmp = os.path.join(node.root, "tmp")
     os.makedirs(tmp, exist_ok=True)
     os.chmod(tmp, 0o1777)
-    node.run(["mount", "--bind", tmp, "/tmp"])
+    for path in keep:
+        parts = os.path.realpath(path).split("/")
+        if len(parts) > 2 and parts[1] == "tmp":
+            inner = os.path.join(tmp, parts[2])
+            os.makedirs(inner, exist_ok=True)
+            node.run(["mount", "--bind", "/tmp/" + parts[2], inner])
+    node.run(["mount", "--rbind", tmp, "/tmp"])
     node.run(["ip", "route", "replace", "default", "via", f"{subnet}.{GATEWAY_HOST}", "dev", "eth0"])
     route = node.run(["sh", "-c", "/sbin/ip r g 123.0.0.1 | head -n 1 | awk '{print $5}'"]).stdout
     assert route.strip() == "eth0", route
@@ -123,8 +131,8 @@ def _prepare(node: Node, subnet: str) -> str:
 PINGARGS = '#!/bin/sh\necho "-c 1 -w 2 $1"\n'
 
 
-def run_bsc(node: Node, subnet: str, env: dict[str, str]) -> BscRun:
-    tmp = _prepare(node, subnet)
+def run_bsc(node: Node, subnet: str, env: dict[str, str], keep: tuple[str, ...] = ()) -> BscRun:
+    tmp = _prepare(node, subnet, keep)
     bindir = os.path.join(tmp, "bsc-bin")
     os.makedirs(bindir, exist_ok=True)
     with open(os.path.join(bindir, "pingargs"), "w") as f:
@@ -164,7 +172,8 @@ def test_basic_sanity_check_heartbeat_part(lab_factory, tmp_path) -> None:
     node.run(["mount", "--bind", init, "/etc/init.d/heartbeat"])
     binary = default_heartbeat()
     try:
-        res = run_bsc(node, lab.subnet, {"HEARTBEAT": binary})
+        res = run_bsc(node, lab.subnet, {"HEARTBEAT": binary},
+                      keep=(binary, os.path.dirname(os.path.abspath(__file__))))
     finally:
         _stop_daemon(node, [binary, "-k"])
     (tmp_path / "bsc-output.txt").write_text(res.output)
