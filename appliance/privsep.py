@@ -336,8 +336,9 @@ class HelperClient:
         for s in (chan, chan_peer):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKBUF)
-        # Objects that exist now are never collected by the daemon afterwards (gc.freeze): its
-        # collector would otherwise write to every one of them and unshare the helper's copy.
+        # Objects that exist now are never collected by the daemon afterwards (gc.freeze): fewer
+        # objects for each collection, and, should the exec fail, the forked helper's copy
+        # stays shared instead of being rewritten by the daemon's collector.
         gc.freeze()
         # The policy goes first: the exec'd helper reads it before anything else.
         sync.send(encode(policy.to_json()))

@@ -45,7 +45,7 @@ class ConfigReload:
 
         self.sd.notify("RELOADING=1")
         try:
-            cfg, keys, groups, _ext = load_all(self.paths, self.local)
+            cfg, keys, groups, _ext = load_all(self.paths, self.local, probe_stonith=False)
         except Exception as exc:  # noqa: BLE001 - keep the running config on any error
             log.error("Reload refused, keeping the running configuration: %s", exc)
             self.sd.notify("READY=1")

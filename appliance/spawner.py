@@ -2,7 +2,7 @@
 
 appliance.privsep starts it before the daemon gives up its privileges: a fork that executes
 the program afresh (`heartbeat --privsep-helper CHAN SYNC`, see exec_argv), so the helper holds
-a bare interpreter and this module instead of a copy of the whole daemon (~9 MB resident
+a bare interpreter and this module instead of a copy of the whole daemon (~13 MB resident
 instead of ~23); where that exec fails, the forked copy serves as it is.  From then on resource
 scripts, notification hooks and health checks start here, as full root with every capability,
 exactly as they did as children of the daemon.  It never reads the network.  It exits when the

@@ -11,9 +11,12 @@ from appliance.paths import Paths
 
 
 def load_all(
-    paths: Paths, local: str | None = None
+    paths: Paths, local: str | None = None, probe_stonith: bool = True
 ) -> tuple[HaConfig, AuthKeys, list[ResourceGroup], Extension]:
-    """All errors of all three files at once, so the operator fixes them in one go."""
+    """All errors of all three files at once, so the operator fixes them in one go.
+    probe_stonith: ask cluster-glue whether the STONITH type exists (a subprocess: start and
+    `-t` only; a running daemon's reload must not block its loop on it, and a changed device
+    applies at the next start anyway, where it is checked)."""
     errors: list[ConfigError] = []
     local = local or local_node_name(paths.etc)
     cfg = keys = None
@@ -35,7 +38,7 @@ def load_all(
         ext = load_extension(paths.extension, [g.key for g in groups])
     except ConfigErrors as exc:
         errors += exc.errors
-    if cfg is not None and cfg.stonith is not None:
+    if probe_stonith and cfg is not None and cfg.stonith is not None:
         errors += _check_stonith_type(cfg)
     if errors:
         raise ConfigErrors(errors)

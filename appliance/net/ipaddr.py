@@ -277,21 +277,30 @@ class _Rtnl:
                 out.append(addr)
         return out
 
-    def connected_routes(self, family: int = socket.AF_INET) -> list[tuple[int, Any]]:
-        """(oif, network) of the main table's directly connected routes of `family`: no next
-        hop, and for IPv4 link scope (IPv6 routes all have universe scope)."""
+    def _main_unicast_routes(self, family: int) -> list[Any]:
+        """The main table's unicast routes of `family` (one dump)."""
         from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-        ipv4 = family == socket.AF_INET
-        network = ipaddress.IPv4Network if ipv4 else ipaddress.IPv6Network
         msgs = self.request(rtmsg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, {"family": family}, [])
         out = []
         for m in msgs:
             try:
-                if m.get("family") != family or m.get("type") != RTN_UNICAST:
-                    continue
                 table = m.get_attr("RTA_TABLE") or m.get("table")
-                if table != RT_TABLE_MAIN or (ipv4 and m.get("scope") != RT_SCOPE_LINK):
+                if m.get("family") == family and m.get("type") == RTN_UNICAST and table == RT_TABLE_MAIN:
+                    out.append(m)
+            except (ValueError, TypeError, KeyError):
+                continue
+        return out
+
+    def connected_routes(self, family: int = socket.AF_INET) -> list[tuple[int, Any]]:
+        """(oif, network) of the main table's directly connected routes of `family`: no next
+        hop, and for IPv4 link scope (IPv6 routes all have universe scope)."""
+        ipv4 = family == socket.AF_INET
+        network = ipaddress.IPv4Network if ipv4 else ipaddress.IPv6Network
+        out = []
+        for m in self._main_unicast_routes(family):
+            try:
+                if ipv4 and m.get("scope") != RT_SCOPE_LINK:
                     continue
                 oif = m.get_attr("RTA_OIF")
                 if not oif or m.get_attr("RTA_GATEWAY") or m.get_attr("RTA_MULTIPATH"):
@@ -302,6 +311,18 @@ class _Rtnl:
                 continue
             out.append((int(oif), net))
         return out
+
+    def default_oifs(self) -> list[int]:
+        """Output interfaces of the main table's IPv4 default routes (lowest metric first)."""
+        found = []
+        for m in self._main_unicast_routes(socket.AF_INET):
+            try:
+                oif = m.get_attr("RTA_OIF")
+                if m.get("dst_len") == 0 and oif:
+                    found.append((m.get_attr("RTA_PRIORITY") or 0, int(oif)))
+            except (ValueError, TypeError, KeyError):
+                continue
+        return [oif for _, oif in sorted(found)]
 
     def change_addr(self, msg_type: int, flags: int, fields: dict[str, Any],
                     attrs: list[tuple[str, Any]]) -> None:
@@ -440,25 +461,6 @@ def _subnets(rt: _Rtnl, links: dict[int, _Link],
     return out
 
 
-def _default_oifs(rt: _Rtnl) -> list[int]:
-    """Output interfaces of the main table's IPv4 default routes (lowest metric first)."""
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
-    msgs = rt.request(rtmsg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, {"family": socket.AF_INET}, [])
-    found = []
-    for m in msgs:
-        try:
-            table = m.get_attr("RTA_TABLE") or m.get("table")
-            if m.get("type") != RTN_UNICAST or table != RT_TABLE_MAIN or m.get("dst_len") != 0:
-                continue
-            oif = m.get_attr("RTA_OIF")
-            if oif:
-                found.append((m.get_attr("RTA_PRIORITY") or 0, int(oif)))
-        except (ValueError, TypeError, KeyError):
-            continue
-    return [oif for _, oif in sorted(found)]
-
-
 # --------------------------------------------------------------------------
 # public API
 
@@ -508,7 +510,7 @@ def plan_address(address: str, prefixlen: int | None = None, interface: str | No
             # Heartbeat's findif matches the longest route prefix, the default route included:
             # an address with its own prefix and no connected route goes where the default
             # route goes (BasicSanityCheck's 10.253.252.251/30).
-            matches = [(ipaddress.IPv4Network("0.0.0.0/0"), oif) for oif in _default_oifs(rt)
+            matches = [(ipaddress.IPv4Network("0.0.0.0/0"), oif) for oif in rt.default_oifs()
                        if oif in links and not links[oif].flags & IFF_LOOPBACK]
         if not matches:
             raise AddressError(f"no interface has a route to {ip}; give it as IP/prefix/iface")
