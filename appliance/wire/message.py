@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -444,9 +445,63 @@ def _trailer(data: bytes, pos: int) -> tuple[int, str]:
 
 
 def _decode_netstring(data: bytes) -> Packet:
+    fast = _fast_netstring(data)
+    return fast if fast is not None else _decode_netstring_full(data)
+
+
+def _decode_netstring_full(data: bytes) -> Packet:
     msg, end = _netstring_message(data, 0, len(data), 0)
     trailer = _trailer(data, end) if end < len(data) else None
     return Packet(msg=msg, fmt="netstring", signed=data[:end], trailer=trailer)
+
+
+# `<len>:<idx> <digest>,` closing the datagram; the length is checked against the token below.
+_FAST_TRAILER = re.compile(rb"([1-9][0-9]{0,6}):(([0-9]{1,2}) ([\x21-\x7e]{1,128})),")
+
+
+def _fast_netstring(data: bytes) -> Packet | None:
+    """The common case in one tight loop: a flat message of string and binary fields with a
+    well-formed trailer (every heartbeat). Returns None for anything else, and the full parser
+    above then decides, with its exact error reason; a result from here is always the one the
+    full parser gives (the codec's property tests hold the two together)."""
+    end = len(data)
+    pos = len(NETSTRING_START)
+    fields: list[tuple[str, int, object]] = []
+    append, find = fields.append, data.find
+    while not data.startswith(NETSTRING_END, pos):
+        colon = find(b":", pos, pos + _MAX_LEN_DIGITS + 1)
+        digits = data[pos:colon]
+        if colon < 0 or not digits.isdigit() or (digits[0] == 0x30 and colon - pos > 1):
+            return None
+        start = colon + 1
+        stop = start + int(digits)
+        if stop >= end or stop - start < 4 or data[stop] != 0x2C:
+            return None
+        eq = find(b"=", start + 3, stop)
+        if data[start] != 0x28 or data[start + 2] != 0x29 or eq <= start + 3:  # "(T)name="
+            return None
+        name = data[start + 3 : eq]
+        if b"\0" in name or b"\n" in name:
+            return None
+        kind = data[start + 1]
+        if kind == 0x30:  # (0) string
+            value = data[eq + 1 : stop]
+            if b"\0" in value:
+                return None
+            append((name.decode(*_TEXT), FT_STRING, value.decode(*_TEXT)))
+        elif kind == 0x31:  # (1) binary
+            append((name.decode(*_TEXT), FT_BINARY, data[eq + 1 : stop]))
+        else:  # structs and lists: the full parser
+            return None
+        pos = stop + 1
+    signed_end = pos + len(NETSTRING_END)
+    trailer = None
+    if signed_end < end:
+        match = _FAST_TRAILER.fullmatch(data, signed_end)
+        if match is None or int(match[1]) != len(match[2]):
+            return None
+        trailer = (int(match[3]), match[4].decode("ascii"))
+    return Packet(msg=Message(fields), fmt="netstring", signed=data[:signed_end], trailer=trailer)
 
 
 def _classic_field(line: bytes, depth: int) -> tuple[str, int, object]:

@@ -21,6 +21,8 @@ from appliance.wire.message import (
     MAX_DEPTH,
     MAX_PACKET,
     Message,
+    _decode_netstring_full,
+    _fast_netstring,
     classic_body,
     decode_packet,
     encode_classic,
@@ -335,8 +337,21 @@ def test_classic_roundtrip(msg: Message) -> None:
     assert data == b">>>\n" + classic_body(msg) + b"<<<\n" or "auth" in msg
 
 
+def fast_path_agrees(data: bytes) -> bool:
+    """The heartbeat fast path may only ever give what the full netstring parser gives."""
+    body = data[:-1] if data.endswith(b"\0") else data
+    if not body.startswith(b"###\n"):
+        return False
+    fast = _fast_netstring(body)
+    if fast is None:
+        return False
+    assert fast == _decode_netstring_full(body)
+    return True
+
+
 def decodes_or_drops(data: bytes) -> None:
     """The only acceptable outcomes: a Packet, or a DecodeError with a documented reason."""
+    fast_path_agrees(data)
     try:
         packet = decode_packet(data)
     except DecodeError as exc:
@@ -345,6 +360,24 @@ def decodes_or_drops(data: bytes) -> None:
     assert packet.fmt in ("netstring", "classic")
     # Whatever decoded must be encodable again (the daemon may log or relay it).
     encode_netstring(packet.msg)
+
+
+def test_fast_path_takes_every_flat_golden_packet() -> None:
+    flat = [p for p in GOLDEN_PAYLOADS if p.startswith(b"###\n") and not re.search(rb":\([23]\)", p)]
+    assert len(flat) > 100
+    assert all(fast_path_agrees(p) for p in flat)
+    # Anything else goes to the full parser: nested structs, lists, junk after the trailer.
+    nested = encode_netstring(Message([("s", FT_STRUCT, Message.of(a="1"))]))
+    assert _fast_netstring(nested) is None and decode_packet(nested).msg.get_struct("s") is not None
+    assert _fast_netstring(flat[0] + b"x") is None and reason_of(flat[0] + b"x") == "trailing_data"
+
+
+@given(NS_MESSAGES, st.binary(max_size=3))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_fast_path_agrees_on_any_message(msg: Message, trailer: bytes) -> None:
+    data = encode_netstring(msg)
+    fast_path_agrees(data)
+    fast_path_agrees(data + b"%d:1 %s," % (len(trailer) + 2, trailer))
 
 
 @given(st.binary(max_size=400))
