@@ -45,7 +45,8 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         # stonith/stonith_host lines may carry passwords and env values anything: 3.0.6 does
         # not record them as parameters either.
         "params": {k: v for k, v in d.cfg.params.items() if k not in SECRET_PARAMS},
-        "counters": {"rx": d.counters.rx, "tx": d.counters.tx, "dropped": dict(d.counters.dropped)},
+        "counters": {"rx": d.counters.rx, "tx": d.counters.tx, "dropped": dict(d.counters.dropped),
+                     "others_acks": d.counters.others_acks},
         "generation": d.generation,
         **d.addons.view(),
     }

@@ -174,6 +174,7 @@ class Stats:
     daemon_drops: collections.Counter = field(default_factory=collections.Counter)
     accepted: collections.Counter = field(default_factory=collections.Counter)
     own: int = 0
+    others_acks: int = 0    # ACKs to other nodes the daemon skipped unread (not in `direct`)
     escapes: collections.Counter = field(default_factory=collections.Counter)
     escape_examples: Dict[str, str] = field(default_factory=dict)
     rejected_state_changes: int = 0
@@ -575,7 +576,7 @@ class Fuzzer:
         """One datagram through the direct decode+verify path and the daemon's receive path."""
         st = self.stats
         ok = False
-        mtype = src = None
+        mtype = src = direct = None
         try:
             pkt = decode_packet(data)
             try:
@@ -584,22 +585,26 @@ class Fuzzer:
                 self._escape("verify", exc, data)
                 bad = "raised"
             if bad:
-                st.direct[f"verify:{bad}"] += 1
+                direct = f"verify:{bad}"
             else:
-                st.direct["ok"] += 1
-                ok = True
+                direct, ok = "ok", True
                 mtype, src = pkt.msg.get("t"), pkt.msg.get("src")
         except DecodeError as exc:
-            st.direct[f"decode:{exc.reason}"] += 1
+            direct = f"decode:{exc.reason}"
         except Exception as exc:  # noqa: BLE001
             self._escape("decode_packet", exc, data)
         before_drop = t.dropped_total()
+        before_skip = t.daemon.counters.others_acks
         before_fp = None if ok else t.fingerprint()
         try:
             t.daemon._receive(data, "eth0")
         except Exception as exc:  # noqa: BLE001
             self._escape("Daemon._receive", exc, data)
             return
+        if t.daemon.counters.others_acks != before_skip:
+            st.others_acks += 1     # never decoded: the direct verdict has no daemon counterpart
+        elif direct is not None:
+            st.direct[direct] += 1
         dropped = t.dropped_total() != before_drop
         if before_fp is not None and t.fingerprint() != before_fp:
             st.rejected_state_changes += 1
@@ -675,7 +680,8 @@ def format_report(st: Stats, rss_limit_kib: int) -> str:
     out = [f"packets: {st.packets} in {st.seconds:.1f} s ({rate:.0f}/s),"
            f" check-loop runs {st.check_loop_runs}, re-sign failures {st.sign_failures}"]
     out += block("generators", st.generators)
-    out += block("decode_packet + verify (direct)", st.direct)
+    out += block(f"decode_packet + verify (direct; {st.others_acks} ACKs to other nodes skipped unread by the"
+                 " daemon not counted)", st.direct)
     out += block("daemon drops by reason (counters.dropped)", st.daemon_drops)
     acc = sum(st.accepted.values())
     out += block(f"accepted by the daemon, by message type ({acc} + {st.own} own)", st.accepted)

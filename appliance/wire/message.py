@@ -557,6 +557,18 @@ def _decode_classic(data: bytes) -> Packet:
     return Packet(msg=_classic_message(data, 0), fmt="classic", signed=None, trailer=None)
 
 
+# 3.0.6 and we both send an ACK as `t=NS_ackmsg` then `dest=...` (catalog.ackmsg).
+_ACK_DEST = re.compile(rb"###\n1[0-9]:\(0\)t=NS_ackmsg,[0-9]{1,3}:\(0\)dest=([^,\0\n]{1,255}),")
+
+
+def ack_dest(data: bytes) -> bytes | None:
+    """The `dest` of an ACK, read from its first two fields without decoding or checking
+    anything else; None when the datagram does not start like an ACK. For skipping other
+    nodes' ACKs only: whatever this says, nothing may be believed before verification."""
+    match = _ACK_DEST.match(data)
+    return match[1] if match is not None else None
+
+
 def decode_packet(data: bytes) -> Packet:
     """Decode one datagram; raises DecodeError (and only DecodeError) when it is not valid."""
     try:

@@ -23,10 +23,12 @@ from appliance.wire.message import (
     Message,
     _decode_netstring_full,
     _fast_netstring,
+    ack_dest,
     classic_body,
     decode_packet,
     encode_classic,
     encode_netstring,
+    to_wire,
 )
 from appliance.wire.pcap import read_udp_datagrams
 
@@ -370,6 +372,33 @@ def test_fast_path_takes_every_flat_golden_packet() -> None:
     nested = encode_netstring(Message([("s", FT_STRUCT, Message.of(a="1"))]))
     assert _fast_netstring(nested) is None and decode_packet(nested).msg.get_struct("s") is not None
     assert _fast_netstring(flat[0] + b"x") is None and reason_of(flat[0] + b"x") == "trailing_data"
+
+
+def test_ack_dest_reads_what_the_decoder_reads() -> None:
+    acks = [p for p in GOLDEN_PAYLOADS if b"t=NS_ackmsg" in p]
+    assert acks and all(ack_dest(p) == to_wire(decode_packet(p).msg.get("dest")) for p in acks)
+    others = [p for p in GOLDEN_PAYLOADS if b"t=NS_ackmsg" not in p]
+    assert all(ack_dest(p) is None for p in others)
+
+
+@given(NAME, NAME, st.sampled_from(GOLDEN_PAYLOADS), st.data())
+@settings(max_examples=300)
+def test_ack_dest_agrees_with_any_decodable_packet(dest: str, other: str, golden: bytes,
+                                                   data: st.DataObject) -> None:
+    packets = [encode_netstring(Message.of(t="NS_ackmsg", dest=dest, ackseq="1a", src=other)),
+               encode_netstring(Message.of(t="NS_ackmsg", src=other, dest=dest)),
+               encode_netstring(Message.of(t="status", dest=dest))]
+    cut = data.draw(st.integers(0, len(golden) - 1))
+    packets.append(golden[:cut] + data.draw(st.binary(max_size=4)) + golden[cut + 1 :])
+    for raw in packets:
+        found = ack_dest(raw)
+        try:
+            msg = decode_packet(raw).msg
+        except DecodeError:
+            continue
+        if found is not None:   # whatever the prefix says is what the decoder reads
+            assert msg.get("t") == "NS_ackmsg" and to_wire(msg.get("dest") or "") == found
+    assert ack_dest(packets[0]) == to_wire(dest) and ack_dest(packets[2]) is None
 
 
 @given(NS_MESSAGES, st.binary(max_size=3))
