@@ -820,6 +820,37 @@ def guarded_sleep(seconds: float, guard: OverloadGuard, step: float = 0.5) -> No
         time.sleep(min(step, left))
 
 
+def kill_lab_processes(lab, rounds: int = 5) -> int:
+    """SIGKILL every process in the lab's namespaces, found by one pass over /proc per round
+    (`ip netns pids` passes over /proc once per namespace: too slow in a process storm, which
+    keeps forking meanwhile). Only namespaces this lab created are matched; the processes that
+    hold each node's namespaces are spared (Lab.close needs them). Returns how many."""
+    spared = {getattr(node, "holder_pid", None) for node in lab.nodes.values()}
+    inodes = set()
+    for ns in lab.namespaces:
+        try:
+            inodes.add(os.stat(f"/var/run/netns/{ns}").st_ino)
+        except OSError:
+            pass
+    killed = 0
+    for _ in range(rounds):
+        found = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid() or int(entry) in spared:
+                continue
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                    os.kill(int(entry), signal.SIGKILL)
+                    found += 1
+            except OSError:
+                pass
+        killed += found
+        if not found:
+            break
+        time.sleep(0.2)
+    return killed
+
+
 def udp_sources(path: str, cap) -> List[Tuple[float, str]]:
     """(monotonic time, IPv4 source) of every IPv4/UDP frame of a capture (a growing file is
     fine: the unfinished last record is skipped)."""
@@ -1518,6 +1549,10 @@ class Bench:
                 med = fmt_num(statistics.median(cpus)) if cpus else "-"
                 log(f"    -> CPU ms/min per node median {med}, {len(window) / elapsed:.0f} pkt/s, "
                     f"false deaths {sum(deaths.values())}")
+            except Overload:
+                # No graceful stop in a storm (3.0.6 forks more to stop): kill first, by namespace.
+                log(f"    overload: {kill_lab_processes(lab)} processes of the lab killed")
+                raise
             finally:
                 if cap is not None:
                     cap.stop()

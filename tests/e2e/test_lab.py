@@ -313,6 +313,26 @@ def test_kill_all_keeps_own_ip(lab: Lab) -> None:
     assert s3.run(["uname", "-n"]).stdout.strip() == "server3"
 
 
+def test_bench_overload_kill_takes_only_the_labs_processes(lab_factory) -> None:
+    from appliance.lab.bench import kill_lab_processes
+
+    lab = lab_factory(["server1", "server2"])
+    s1, s2 = lab.node("server1"), lab.node("server2")
+    s1.run(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 1000 >/dev/null 2>&1 & done"])
+    child = s2.popen(["sleep", "1000"])
+    outside = subprocess.Popen(["sleep", "1000"])       # root namespace: must survive
+    try:
+        assert len(s1.pids()) >= 8 and s2.pids()
+        assert kill_lab_processes(lab) >= 9
+        child.wait(timeout=10)
+        assert s1.pids() == [] and s2.pids() == []
+        assert pid_alive(s1.holder_pid) and pid_alive(s2.holder_pid)
+        assert outside.poll() is None
+    finally:
+        outside.kill()
+        outside.wait(timeout=10)
+
+
 def test_root_untouched_and_full_cleanup(lab_factory) -> None:
     before = root_snapshot()
     lab = lab_factory(nodes=["n1", "n2"], first_host=11)
