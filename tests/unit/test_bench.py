@@ -1,4 +1,4 @@
-"""Pure parts of the benchmark (appliance.lab.bench, appliance.lab.keepalived): outage from
+"""Pure parts of the benchmark (appliance.lab.bench*, appliance.lab.keepalived): outage from
 client samples, statistics, table formatting, timer parsing, monitor parsing, CPU scaling."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.lab import bench
-from appliance.lab.bench import (
+from appliance.lab import bench, bench_host
+from appliance.lab.bench_host import cpu_ms_per_min
+from appliance.lab.bench_results import (
     Gap,
     Results,
     Timers,
-    cpu_ms_per_min,
     first_answer,
     fmt_cell,
     markdown_table,
@@ -241,10 +241,10 @@ def test_cpu_ms_per_min():
 
 def test_proc_readers_on_self():
     import os
-    assert bench.proc_cpu_ticks(os.getpid()) >= 0
-    assert bench.proc_rss_kb(os.getpid()) > 0
-    assert bench.proc_sched_ns(os.getpid()) > 0
-    assert bench.proc_cpu_ticks(2 ** 22 + 12345) is None
+    assert bench_host.proc_cpu_ticks(os.getpid()) >= 0
+    assert bench_host.proc_rss_kb(os.getpid()) > 0
+    assert bench_host.proc_sched_ns(os.getpid()) > 0
+    assert bench_host.proc_cpu_ticks(2 ** 22 + 12345) is None
 
 
 # ---- plan -----------------------------------------------------------------------------------
@@ -334,26 +334,26 @@ def test_udp_sources(tmp_path):
     blob = _pcap([(1000.5, _udp_frame("192.168.56.101")), (1001.0, _udp_frame("192.168.56.102")),
                   (1001.5, _udp_frame("192.168.56.103", proto=112))])
     path.write_bytes(blob + b"\x01\x02\x03")        # an unfinished record at the end
-    got = bench.udp_sources(str(path), Cap)
+    got = bench_host.udp_sources(str(path), Cap)
     assert got == [(pytest.approx(0.5), "192.168.56.101"), (pytest.approx(1.0), "192.168.56.102")]
-    assert bench.udp_sources(str(tmp_path / "missing.pcap"), Cap) == []
+    assert bench_host.udp_sources(str(tmp_path / "missing.pcap"), Cap) == []
 
 
 def test_overload_guard(monkeypatch):
-    monkeypatch.setattr(bench, "proc_count", lambda: 100)
-    monkeypatch.setattr(bench, "runnable_now", lambda: 3)
-    g = bench.OverloadGuard(8)
+    monkeypatch.setattr(bench_host, "proc_count", lambda: 100)
+    monkeypatch.setattr(bench_host, "runnable_now", lambda: 3)
+    g = bench_host.OverloadGuard(8)
     assert g.check() is None
-    monkeypatch.setattr(bench, "proc_count", lambda: 100 + 15 * 8 + 301)
-    with pytest.raises(bench.Overload):
+    monkeypatch.setattr(bench_host, "proc_count", lambda: 100 + 15 * 8 + 301)
+    with pytest.raises(bench_host.Overload):
         g.check_raise()
-    monkeypatch.setattr(bench, "proc_count", lambda: 100)
-    monkeypatch.setattr(bench, "runnable_now", lambda: 500)
+    monkeypatch.setattr(bench_host, "proc_count", lambda: 100)
+    monkeypatch.setattr(bench_host, "runnable_now", lambda: 500)
     assert g.check() is None and g.check() is None      # one spike is not an overload
     assert "runnable" in g.check()
-    monkeypatch.setattr(bench, "runnable_now", lambda: 3)
+    monkeypatch.setattr(bench_host, "runnable_now", lambda: 3)
     assert g.check() is None and g.strikes == 0
 
 
 def test_runnable_now_reads_proc():
-    assert bench.runnable_now() >= 1          # this test is running
+    assert bench_host.runnable_now() >= 1          # this test is running
