@@ -35,7 +35,7 @@ from logging.handlers import SysLogHandler
 from typing import Any, Callable, NamedTuple, Protocol
 
 from appliance import HEARTBEAT_COMPAT_VERSION
-from appliance.config.hacf import parse_time_ms
+from appliance.config.hacf_values import parse_time_ms
 from appliance.errors import DecodeError
 from appliance.wire.message import Message, decode_packet, encode_classic
 

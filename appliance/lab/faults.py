@@ -16,18 +16,15 @@ daemon's code:
   heartbeats (the kernel here has no netem); run with `python -m appliance.lab.faults relay`.
 * heartbeat-gap analysis of a bridge capture (:func:`heartbeat_gaps`) and gratuitous-ARP
   lookups (:func:`garps`).
+
+FifoWatchdog and NotifySocket live in appliance.lab.watchers, UdpRelay in appliance.lab.relay;
+all three are re-exported here.
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import errno
-import heapq
 import os
-import random
-import select
-import signal
 import socket
 import struct
 import subprocess
@@ -39,6 +36,8 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from ._proc import LabError, pid_alive
 from .capture import ArpFrame, Capture, is_gratuitous, parse_arp_frames
+from .relay import UdpRelay, _relay_main
+from .watchers import FifoWatchdog, NotifySocket
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import Cluster
@@ -554,87 +553,6 @@ def heartbeat_gaps(cap: Capture, since: float = 0.0, until: float = float("inf")
     return gaps
 
 
-# ---------------------------------------------------------------------------- watchdogs
-
-class FifoWatchdog:
-    """Reader of a FIFO the daemon's `watchdog` directive points at; records (time, bytes)."""
-
-    def __init__(self, host_path: str) -> None:
-        self.path = host_path
-        if os.path.lexists(host_path):
-            os.unlink(host_path)
-        os.mkfifo(host_path, 0o600)
-        self.fd = os.open(host_path, os.O_RDONLY | os.O_NONBLOCK)
-        self.events: List[Tuple[float, bytes]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fifo-watchdog", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            r, _, _ = select.select([self.fd], [], [], 0.1)
-            if not r:
-                continue
-            try:
-                data = os.read(self.fd, 4096)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
-            if data:
-                self.events.append((time.monotonic(), data))
-            else:           # no writer (EOF): do not spin
-                self._stop.wait(0.05)
-
-    def fed_between(self, t0: float, t1: float = float("inf")) -> int:
-        return sum(len(d) for t, d in list(self.events) if t0 <= t <= t1)
-
-    def last_feed(self) -> Optional[float]:
-        ev = list(self.events)
-        return ev[-1][0] if ev else None
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET; records (time, text)."""
-
-    def __init__(self, host_path: str) -> None:
-        if os.path.lexists(host_path):
-            os.unlink(host_path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(host_path)
-        self.events: List[Tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="notify-socket", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.events.append((time.monotonic(), data.decode(errors="replace")))
-
-    def count(self, text: str, t0: float = 0.0, t1: float = float("inf")) -> int:
-        return sum(1 for t, d in list(self.events) if t0 <= t <= t1 and text in d)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
-
-
 # ---------------------------------------------------------------------------- stress
 
 def stress(c: Cluster, node: str, seconds: int, args: Sequence[str] = ("--cpu", "2", "--io", "1"),
@@ -642,142 +560,6 @@ def stress(c: Cluster, node: str, seconds: int, args: Sequence[str] = ("--cpu", 
     """stress-ng inside `node` for `seconds` (its own --timeout bounds it)."""
     argv = ["stress-ng", *args, "--timeout", f"{int(seconds)}s", "--quiet"]
     return c.lab.node(node).popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-# ---------------------------------------------------------------------------- relay
-
-RELAY_IP_HOST = 240
-
-
-class UdpRelay:
-    """A heartbeat relay in the switch namespace with duplication, reordering and jitter.
-
-    The nodes use `ucast eth0 <relay ip>` as their medium; the relay receives on
-    relay_ip:694 and re-broadcasts each datagram to the subnet's broadcast address, where
-    every node's bcast-bound receive socket gets it (a socket bound to the relay's unicast
-    address never sees its own broadcasts). Each datagram is delayed by a uniform jitter,
-    duplicated with probability `dup`, and with probability `reorder` held back by an
-    extra `reorder_ms` so later datagrams overtake it. Statistics go to `stats_path`.
-    """
-
-    def __init__(self, c: Cluster, dup: float = 0.0, reorder: float = 0.0, jitter_ms: float = 0.0,
-                 reorder_ms: float = 150.0, loss: float = 0.0, seed: int = 1) -> None:
-        lab = c.lab
-        self.ip = f"{lab.subnet}.{RELAY_IP_HOST}"
-        self.bcast = f"{lab.subnet}.255"
-        self.stats_path = os.path.join(lab.workdir, "relay-stats.txt")
-        lab.run_switch(["ip", "addr", "replace", f"{self.ip}/24", "brd", "+", "dev", "br0"])
-        argv = ["ip", "netns", "exec", lab.switch_ns, sys.executable, "-m", "appliance.lab.faults",
-                "relay", "--listen", self.ip, "--to", self.bcast, "--dup", str(dup),
-                "--reorder", str(reorder), "--jitter-ms", str(jitter_ms), "--reorder-ms",
-                str(reorder_ms), "--loss", str(loss), "--seed", str(seed), "--stats", self.stats_path]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True, env=env)
-        assert self.proc.stdout is not None
-        r, _, _ = select.select([self.proc.stdout], [], [], 15)
-        line = self.proc.stdout.readline() if r else b""
-        if b"relay ready" not in line:
-            self.stop()
-            raise LabError(f"relay did not start: {line!r}")
-
-    def stats(self) -> Dict[str, int]:
-        try:
-            with open(self.stats_path) as fh:
-                return {k: int(v) for k, v in (ln.split("=") for ln in fh.read().split())}
-        except (OSError, ValueError):
-            return {}
-
-    def stop(self) -> Dict[str, int]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        for f in (self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
-        return self.stats()
-
-
-def _relay_main(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(prog="relay")
-    p.add_argument("--listen", required=True)
-    p.add_argument("--to", required=True)
-    p.add_argument("--port", type=int, default=694)
-    p.add_argument("--dup", type=float, default=0.0)
-    p.add_argument("--reorder", type=float, default=0.0)
-    p.add_argument("--reorder-ms", type=float, default=150.0)
-    p.add_argument("--jitter-ms", type=float, default=0.0)
-    p.add_argument("--loss", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--stats", default="")
-    o = p.parse_args(argv)
-    rng = random.Random(o.seed)
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    rx.bind((o.listen, o.port))
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    tx.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-    tx.bind((o.listen, 0))
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
-    heap: List[Tuple[float, int, bytes]] = []
-    n = 0
-    st = {"received": 0, "sent": 0, "duplicated": 0, "reordered": 0, "dropped": 0}
-    last_stats = 0.0
-
-    def write_stats() -> None:
-        if o.stats:
-            tmp = o.stats + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.write(" ".join(f"{k}={v}" for k, v in st.items()))
-            os.replace(tmp, o.stats)
-
-    print("relay ready", flush=True)
-    while not stop["now"]:
-        now = time.monotonic()
-        timeout = 0.2 if not heap else max(0.0, min(0.2, heap[0][0] - now))
-        try:
-            r, _, _ = select.select([rx], [], [], timeout)
-        except InterruptedError:
-            continue
-        if r:
-            for _ in range(64):
-                try:
-                    data = rx.recv(65536, socket.MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    break
-                st["received"] += 1
-                if rng.random() < o.loss:
-                    st["dropped"] += 1
-                    continue
-                copies = 2 if rng.random() < o.dup else 1
-                st["duplicated"] += copies - 1
-                for _c in range(copies):
-                    delay = rng.uniform(0, o.jitter_ms) / 1000.0
-                    if rng.random() < o.reorder:
-                        delay += o.reorder_ms / 1000.0
-                        st["reordered"] += 1
-                    n += 1
-                    heapq.heappush(heap, (time.monotonic() + delay, n, data))
-        now = time.monotonic()
-        while heap and heap[0][0] <= now:
-            _, _, data = heapq.heappop(heap)
-            try:
-                tx.sendto(data, (o.to, o.port))
-                st["sent"] += 1
-            except OSError as exc:
-                if exc.errno not in (errno.ENETUNREACH, errno.ENOBUFS, errno.EAGAIN):
-                    raise
-        if now - last_stats > 0.5:
-            write_stats()
-            last_stats = now
-    write_stats()
-    return 0
 
 
 def _main(argv: List[str]) -> int:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import json
 import logging
 import os
@@ -38,15 +37,12 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
-from appliance.config.authkeys import parse_authkeys
-from appliance.config.hacf import parse_hacf
-from appliance.config.haresources import parse_haresources
 from appliance.core import ownership
 from appliance.errors import DecodeError
-from appliance.paths import Paths
+from appliance.lab.fuzz_report import Stats, _rss_kib, format_report
+from appliance.lab.fuzz_target import LOCAL, NODES, SRC_CHOICES, TARGETS, Sender, Target
 from appliance.wire import auth, catalog
 from appliance.wire.message import (
     FT_BINARY,
@@ -63,17 +59,6 @@ from appliance.wire.pcap import read_udp_datagrams
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           "tests", "golden")
-LOCAL = "fuzzlocal"
-NODES = ["node1", "node2", "node3", LOCAL]
-GROUPS_TEXT = "node1 192.168.56.200 httpd\nnode2 10.9.9.9/24/eth0 foo\nfuzzlocal 10.9.9.10 bar::x\n"
-HACF = ("keepalive 200ms\ndeadtime 2\nwarntime 1\ninitdead 4\nudpport 694\nbcast eth0\n"
-        "auto_failback {failback}\n" + "".join(f"node {n}\n" for n in NODES))
-# (name, authkeys text, auto_failback): golden captures are signed with these keys.
-TARGETS = [
-    ("sha1", "auth 1\n1 sha1 pbSecret42\n2 md5 other-key\n3 crc\n", "on"),
-    ("md5", "auth 1\n1 md5 md5Key-Xy\n", "off"),
-    ("crc", "auth 2\n2 crc\n", "legacy"),
-]
 MSG_TYPES = ["status", "starting", "resource", "shutdone", "hb_takeover", "ask_resources",
              "ip-request", "ip-request-resp", "NS_rexmit", "NS_nak_rexmit", "reqnodes",
              "repnodes", "NS_ackmsg", "stonith", "query-cstatus", "respond-cstatus",
@@ -81,7 +66,6 @@ MSG_TYPES = ["status", "starting", "resource", "shutdone", "hb_takeover", "ask_r
 KNOWN_TYPES = frozenset(MSG_TYPES[:-3] + ["ip-request-resp", "ask_resources"])
 INTERESTING_INTS = ["0", "1", "-1", "7fffffff", "ffffffff", "ffffffffffffffff", "10000000000000000",
                     "00", "+1", "0x10", "1_0", " 1", "1 ", "9" * 30, "ff" * 9]
-SRC_CHOICES = NODES + ["NODE1", "Node2", "intruder", "", "node1 ", "node9", LOCAL.upper()]
 KEYS_FOR_FACTS = ["192.168.56.200", "10.9.9.9/24/eth0", "10.9.9.10", "bogus", "", "192.168.56.200 x"]
 
 
@@ -106,123 +90,7 @@ class _CountingHandler(logging.Handler):
         self.format_errors += 1
 
 
-# ------------------------------------------------------------------------------ targets
-
-@dataclass
-class Sender:
-    seq: int = 0
-    gen: int = 0x6b07c000
-    uuid: bytes = b""
-
-
-class Target:
-    """One Daemon (never run) and the per-sender sequence state used to reach its handlers."""
-
-    def __init__(self, name: str, keys_text: str, failback: str, tmp: str, rng: random.Random) -> None:
-        from appliance.daemon import Daemon
-
-        self.name = name
-        cfg = parse_hacf(HACF.format(failback=failback), os.path.join(tmp, "ha.cf"), local_node=LOCAL,
-                         udpport_default=694)
-        self.keys = parse_authkeys(keys_text)
-        groups = parse_haresources(GROUPS_TEXT, os.path.join(tmp, "haresources"), cfg.nodes)
-        state = os.path.join(tmp, name)
-        os.makedirs(state, exist_ok=True)
-        paths = Paths(etc=state, state=state, run=state, pidfile=os.path.join(state, "pid"))
-        self.daemon = Daemon(cfg, self.keys, groups, paths)
-        d = self.daemon
-        d.generation = 0x6b07d000
-        d.uuid = os.urandom(16)
-        # Half the time behave like a daemon past its start-up (facts sent, handlers live).
-        if rng.random() < 0.5:
-            d.ready, d.phase = True, "ready"
-        self.senders: Dict[str, Sender] = {n: Sender(uuid=os.urandom(16)) for n in SRC_CHOICES}
-        self.groups = [g.key for g in groups]
-
-    def dropped_total(self) -> int:
-        return sum(self.daemon.counters.dropped.values())
-
-    def fingerprint(self) -> tuple:
-        d = self.daemon
-        peers = tuple((p.name, p.state, p.generation, p.last_seq, len(p.missing), p.last_heard,
-                       p.uuid, p.shutting_down, p.departed, tuple(sorted(p.links.items())))
-                      for p in d.mem.peers.values())
-        # PeerFacts fields are immutable values (frozensets, numbers, str): a shallow copy is exact.
-        facts = tuple((n, tuple(vars(f).values())) for n, f in sorted(d.facts.items()))
-        return (peers, facts, d.seq, d.standby_scope, d.standby_epoch, d.max_epoch, len(d.rexmits),
-                len(d.history), d.mem.comm_up)
-
-    def sizes(self) -> Dict[str, int]:
-        d = self.daemon
-        return {
-            "history": len(d.history),
-            "rexmits": len(d.rexmits),
-            "missing": sum(len(p.missing) for p in d.mem.peers.values()),
-            "drop_keys": len(d.counters.dropped),
-            "ip_requests": len(d.ip_requests),
-            "owe_done": len(d.owe_done),
-        }
-
-
 # ------------------------------------------------------------------------------ the fuzzer
-
-@dataclass
-class Stats:
-    packets: int = 0
-    generators: collections.Counter = field(default_factory=collections.Counter)
-    direct: collections.Counter = field(default_factory=collections.Counter)
-    daemon_drops: collections.Counter = field(default_factory=collections.Counter)
-    accepted: collections.Counter = field(default_factory=collections.Counter)
-    own: int = 0
-    others_acks: int = 0    # ACKs to other nodes the daemon skipped unread (not in `direct`)
-    escapes: collections.Counter = field(default_factory=collections.Counter)
-    escape_examples: Dict[str, str] = field(default_factory=dict)
-    rejected_state_changes: int = 0
-    rejected_examples: List[str] = field(default_factory=list)
-    sign_failures: int = 0
-    check_loop_runs: int = 0
-    log_levels: collections.Counter = field(default_factory=collections.Counter)
-    log_format_errors: int = 0
-    seconds: float = 0.0
-    rss_start_kib: int = 0
-    rss_warm_kib: int = 0
-    rss_end_kib: int = 0
-    sizes_warm: Dict[str, Dict[str, int]] = field(default_factory=dict)
-    sizes_end: Dict[str, Dict[str, int]] = field(default_factory=dict)
-    traced_growth_kib: Optional[float] = None
-
-    def findings(self, rss_limit_kib: int) -> List[str]:
-        out = []
-        if self.escapes:
-            out.append(f"{sum(self.escapes.values())} exception(s) escaped: {dict(self.escapes)}")
-        if self.direct.get("decode:decoder_bug") or self.daemon_drops.get("decoder_bug"):
-            out.append("decode_packet hit its catch-all (decoder_bug)")
-        if self.rejected_state_changes:
-            out.append(f"{self.rejected_state_changes} rejected packet(s) changed the daemon's state")
-        if self.log_format_errors:
-            out.append(f"{self.log_format_errors} log record(s) could not be formatted")
-        growth = self.rss_end_kib - self.rss_warm_kib
-        if growth > rss_limit_kib:
-            out.append(f"RSS grew by {growth} KiB after warm-up (limit {rss_limit_kib} KiB)")
-        for name, end in self.sizes_end.items():
-            for k, v in end.items():
-                if v > {"history": 500, "rexmits": 2000, "missing": 2000}.get(k, 100):
-                    out.append(f"{name}: {k} = {v} (unbounded?)")
-        return out
-
-    def as_dict(self) -> dict:
-        # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, i.e. wrongly.
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = dict(v.most_common()) if isinstance(v, collections.Counter) else v
-        return out
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
 
 class Fuzzer:
     def __init__(self, seed: int = 1, golden_dir: str = GOLDEN_DIR) -> None:
@@ -666,43 +534,6 @@ class Fuzzer:
         st.log_levels = self.log_sink.levels
         st.log_format_errors = self.log_sink.format_errors
         return st
-
-
-def format_report(st: Stats, rss_limit_kib: int) -> str:
-    def block(title: str, counter: collections.Counter) -> List[str]:
-        total = sum(counter.values()) or 1
-        lines = [f"{title}:"]
-        for k, v in counter.most_common():
-            lines.append(f"  {k:<34} {v:>10}  {100.0 * v / total:5.1f} %")
-        return lines
-
-    rate = st.packets / st.seconds if st.seconds else 0.0
-    out = [f"packets: {st.packets} in {st.seconds:.1f} s ({rate:.0f}/s),"
-           f" check-loop runs {st.check_loop_runs}, re-sign failures {st.sign_failures}"]
-    out += block("generators", st.generators)
-    out += block(f"decode_packet + verify (direct; {st.others_acks} ACKs to other nodes skipped unread by the"
-                 " daemon not counted)", st.direct)
-    out += block("daemon drops by reason (counters.dropped)", st.daemon_drops)
-    acc = sum(st.accepted.values())
-    out += block(f"accepted by the daemon, by message type ({acc} + {st.own} own)", st.accepted)
-    out.append(f"daemon log records: {dict(st.log_levels)}; format errors {st.log_format_errors}")
-    out.append(f"memory: RSS start {st.rss_start_kib // 1024} MiB,"
-               f" after warm-up {st.rss_warm_kib // 1024} MiB, end {st.rss_end_kib // 1024} MiB"
-               f" (growth {st.rss_end_kib - st.rss_warm_kib} KiB)"
-               + (f"; tracemalloc growth {st.traced_growth_kib:.0f} KiB" if st.traced_growth_kib is not None
-                  else ""))
-    out.append("bounded structures (warm-up -> end): "
-               + "; ".join(f"{n}: {st.sizes_warm.get(n)} -> {s}" for n, s in st.sizes_end.items()))
-    out.append(f"rejected packets that changed state: {st.rejected_state_changes}")
-    if st.escapes:
-        out.append("ESCAPED EXCEPTIONS:")
-        for k, v in st.escapes.most_common():
-            out.append(f"  {v:>8}  {k}\n            e.g. {st.escape_examples.get(k, '')[:300]}")
-    else:
-        out.append("escaped exceptions: 0")
-    findings = st.findings(rss_limit_kib)
-    out.append("FINDINGS: " + ("; ".join(findings) if findings else "none"))
-    return "\n".join(out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -11,7 +11,7 @@
 * bring_up() is add + wait, removing the address again when DAD fails or never finishes.
 
 IPv6 addresses have no labels and no broadcast address. Everything acts on the network
-namespace of the calling process, through appliance.net.ipaddr's per-process netlink socket
+namespace of the calling process, through the per-process netlink socket of appliance.net.rtnl
 (see that module for why pyroute2's IPRoute is not used).
 """
 
@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.net.ipaddr import (
+from appliance.net.ipaddr import AddressError
+from appliance.net.rtnl import (
     IFF_LOOPBACK,
     NLM_F_ACK,
     NLM_F_CREATE,
@@ -35,7 +36,6 @@ from appliance.net.ipaddr import (
     RT_SCOPE_UNIVERSE,
     RTM_DELADDR,
     RTM_NEWADDR,
-    AddressError,
     _Addr,
     _Link,
     _Rtnl,

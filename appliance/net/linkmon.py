@@ -24,7 +24,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Union
 
-from appliance.net.ipaddr import (
+from appliance.net.rtnl import (
     _HDR,
     NETLINK_ROUTE,
     RTM_DELADDR,

@@ -9,14 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.config.hacf import (
-    MAX_TIME_MS,
     HaConfig,
     Medium,
     load_hacf,
     local_node_name,
     parse_hacf,
-    parse_time_ms,
 )
+from appliance.config.hacf_values import MAX_TIME_MS, parse_time_ms
 from appliance.errors import ConfigError, ConfigErrors
 
 # The ha.cf from the tutorial (seed-tutorial.txt), verbatim, typo included.
