@@ -103,7 +103,7 @@ class Daemon(MessageHandlers, Compat306, LinkEvents, FenceOps, ConfigReload):
         self.handover_asked_at: float | None = None   # our `me` sent, the peer's `other` not yet in
         self.ip_requests: dict[str, str] = {}    # legacy mode: group -> 3.0.6 node waiting for it
         self.legacy_mode = cfg.auto_failback == "legacy"
-        self.media = Media(cfg.media, self._on_packet)
+        self.media = Media(cfg.media, self._on_packet, local=cfg.local_node)
         self.seq = 0
         self.generation = 0
         self.uuid = b"\0" * 16

@@ -21,6 +21,7 @@ import time
 from typing import Callable
 
 from appliance.config.hacf import Medium
+from appliance.net import ackfilter
 
 log = logging.getLogger("heartbeat")
 
@@ -170,16 +171,24 @@ class Link:
 
 
 class Media:
-    def __init__(self, media: list[Medium], on_packet: Callable[[bytes, str, tuple], None]) -> None:
+    def __init__(self, media: list[Medium], on_packet: Callable[[bytes, str, tuple], None],
+                 local: str | None = None) -> None:
         self.links = [Link(m) for m in media]
         self.on_packet = on_packet
+        self.local = local      # our node name: other nodes' ACKs are dropped in the kernel
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        insns = ackfilter.program(self.local) if self.local else None
         for link in self.links:
             link.open()
             assert link.rx is not None
+            if insns is not None:
+                try:
+                    ackfilter.attach(link.rx, insns)
+                except OSError as exc:      # user space skips them too, at some CPU cost
+                    log.warning("%s: no kernel filter for other nodes' ACKs: %s", link.name, exc)
             loop.add_reader(link.rx.fileno(), self._readable, link)
             log.info("%s %s: port %d", link.medium.kind, link.name, link.medium.port)
 
