@@ -48,7 +48,8 @@ HISTORY = 500            # sent messages kept for retransmission (3.0.6's ring s
 REXMIT_TRIES = 10
 LEGACY_START_GRACE = 12.0
 ECHO_KEEP = 16           # our last datagrams, recognised when bcast/mcast loops them back
-IDLE_TICK = 0.25         # the check loop's longest sleep (timers of the ownership core, links)
+IDLE_TICK = 0.25         # the check loop's longest sleep (timers of the ownership core, links)...
+IDLE_TICK_MAX = 1.0      # ...up to this at slow keepalives (half a keepalive): idle CPU there
 START_WAIT_MIN = 1.0     # how long a starting node waits for `resource` replies at most (floor)
 
 
@@ -232,14 +233,17 @@ class Daemon(MessageHandlers, Compat306, LinkEvents, FenceOps, ConfigReload):
 
     async def _check_loop(self) -> None:
         tick = max(0.02, min(0.1, self.cfg.keepalive_ms / 4000.0))
+        # Time-based decisions (start-up grace, relearning after a link comes back) are seconds
+        # long; dead peers are found on time by next_deadline() whatever the idle tick.
+        idle_tick = min(IDLE_TICK_MAX, max(IDLE_TICK, self.cfg.keepalive_ms / 2000.0))
         while True:
-            # Idle, wake when a peer's deadtime would expire (exactly) or IDLE_TICK at most;
+            # Idle, wake when a peer's deadtime would expire (exactly) or idle_tick at most;
             # while starting up or retransmitting, every tick.
             now = time.monotonic()
             due = self.mem.next_deadline()
             if self.rexmits or self.phase != "ready":
                 due = min(due, now + tick)
-            await asyncio.sleep(min(IDLE_TICK, max(0.005, due - now + 0.001)))
+            await asyncio.sleep(min(idle_tick, max(0.005, due - now + 0.001)))
             try:
                 self.media.drain()
                 now = time.monotonic()

@@ -15,6 +15,7 @@ from appliance.lab.bench_drivers import MIN_UPTIME
 from appliance.lab.bench_host import (
     Overload,
     OverloadGuard,
+    UdpSourceTail,
     cpu_ms_per_min,
     guarded_sleep,
     kill_lab_processes,
@@ -47,7 +48,8 @@ class ScaleRuns:
         log(f"== scale: {IMPL_LABEL[impl]}, {setting}, window {self.plan.scale_seconds:.0f} s")
         names = [f"node{i:02d}" for i in range(1, size + 1)]
         dt = self.plan.scale_deadtime_ms
-        guard = OverloadGuard(size)
+        # 3.0.6 runs a read and a write child per medium line: with ucast, one line per node.
+        guard = OverloadGuard(size, per_node=15 + (2 * size if impl == "hb306" and media == "ucast" else 0))
         metrics = ("scale_start", "scale_cpu", "scale_pps", "scale_false_deaths")
 
         def fail_rest(err: str) -> None:
@@ -88,10 +90,12 @@ class ScaleRuns:
                 t_ready = None
                 deadline = t_started + 120.0 + 2.0 * size
                 heard: set = set()
+                tail, last_heard = UdpSourceTail(path, cap), {}
                 while time.monotonic() < deadline:
                     guard.check_raise()
                     now = time.monotonic()
-                    heard = {src for t, src in udp_sources(path, cap) if t >= now - 2.0}
+                    last_heard.update(tail.read())
+                    heard = {src for src, t in last_heard.items() if t >= now - 2.0}
                     if set(ips) <= heard:
                         t_ready = now
                         break

@@ -339,6 +339,26 @@ def test_udp_sources(tmp_path):
     assert bench_host.udp_sources(str(tmp_path / "missing.pcap"), Cap) == []
 
 
+def test_udp_source_tail_reads_only_what_was_appended(tmp_path):
+    class Cap:
+        @staticmethod
+        def to_monotonic(wall):
+            return wall - 1000.0
+
+    path = tmp_path / "c.pcap"
+    blob = _pcap([(1000.5, _udp_frame("192.168.56.101")), (1001.0, _udp_frame("192.168.56.102"))])
+    tail = bench_host.UdpSourceTail(str(path), Cap)
+    assert tail.read() == []                           # no file yet
+    path.write_bytes(blob[:24 + 16 + 10])              # header and half a record
+    assert tail.read() == []
+    path.write_bytes(blob)
+    assert tail.read() == [(pytest.approx(0.5), "192.168.56.101"), (pytest.approx(1.0), "192.168.56.102")]
+    more = _pcap([(1002.0, _udp_frame("192.168.56.103")), (1003.0, _udp_frame("192.168.56.104", 112))])
+    path.write_bytes(blob + more[24:])
+    assert tail.read() == [(pytest.approx(2.0), "192.168.56.103")]
+    assert tail.read() == []
+
+
 def test_overload_guard(monkeypatch):
     monkeypatch.setattr(bench_host, "proc_count", lambda: 100)
     monkeypatch.setattr(bench_host, "runnable_now", lambda: 3)
