@@ -94,7 +94,7 @@ class ScaleRuns:
                 while time.monotonic() < deadline:
                     guard.check_raise()
                     now = time.monotonic()
-                    last_heard.update(tail.read())
+                    last_heard.update((src, t) for t, src in tail.read())
                     heard = {src for src, t in last_heard.items() if t >= now - 2.0}
                     if set(ips) <= heard:
                         t_ready = now
