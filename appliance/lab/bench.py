@@ -105,6 +105,9 @@ INSTALLED = "installed (ours: source install, .venv/bin)"
 
 # =============================================================================== the bench
 
+IDLE_AFTER_KEEPALIVES = 7.5     # an idle window starts this many keepalives after the last start
+
+
 @dataclass
 class Plan:
     mode: str
@@ -201,7 +204,11 @@ class Bench(FailoverSteps, ScaleRuns):
 
     def idle(self, drv: Driver, setting: str, rep: int) -> None:
         log(f"  {drv.key:10s} {setting}: idle window {self.plan.idle_seconds:.0f} s")
-        time.sleep(2.0)
+        # Past start-up: at slow timers (2s/15s) both Heartbeats need several keepalives to
+        # hear everyone and settle, longer than MIN_UPTIME.
+        last = max(drv.started_at.values(), default=0.0)
+        quiet = IDLE_AFTER_KEEPALIVES * drv.timers.keepalive_ms / 1000.0
+        time.sleep(max(2.0, last + quiet - time.monotonic()))
         pids = {n: drv.footprint_pids(n) for n in drv.names}
         t0 = time.monotonic()
         ticks0 = {n: {p: proc_cpu_ticks(p) for p in ps} for n, ps in pids.items()}
@@ -469,7 +476,8 @@ def choices_text(plan: Plan) -> List[str]:
         "(the address-up and GARP times below are captured, not polled).",
         f"Steady state: every fault and idle window starts >= {MIN_UPTIME:.0f} s after the last "
         "daemon start (3.0.6, and ours like it, advertise deadtime + 2 s during their first "
-        f"5 s) and >= {plan.settle:g} s after the previous step.",
+        f"5 s) and >= {plan.settle:g} s after the previous step; idle windows also >= "
+        f"{IDLE_AFTER_KEEPALIVES:g} keepalives after it (start-up at 2s/15s takes longer than that).",
         "Faults: graceful = heartbeat -k (keepalived: SIGTERM); crash = SIGKILL of every process "
         "of the node and its floating address deleted; link cut = eth0 down in the node. After a "
         "link cut the node is crashed while cut, its link restored and the daemon restarted "
