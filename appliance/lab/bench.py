@@ -477,7 +477,8 @@ def choices_text(plan: Plan) -> List[str]:
         f"Steady state: every fault and idle window starts >= {MIN_UPTIME:.0f} s after the last "
         "daemon start (3.0.6, and ours like it, advertise deadtime + 2 s during their first "
         f"5 s) and >= {plan.settle:g} s after the previous step; idle windows also >= "
-        f"{IDLE_AFTER_KEEPALIVES:g} keepalives after it (start-up at 2s/15s takes longer than that).",
+        f"{IDLE_AFTER_KEEPALIVES:g} keepalives after the last start (at 2s/15s start-up takes longer "
+        "than 6 s).",
         "Faults: graceful = heartbeat -k (keepalived: SIGTERM); crash = SIGKILL of every process "
         "of the node and its floating address deleted; link cut = eth0 down in the node. After a "
         "link cut the node is crashed while cut, its link restored and the daemon restarted "
