@@ -175,15 +175,9 @@ def kill_lab_processes(lab, rounds: int = 5) -> int:
     return killed
 
 
-def udp_sources(path: str, cap) -> List[Tuple[float, str]]:
-    """(monotonic time, IPv4 source) of every IPv4/UDP frame of a capture (a growing file is
-    fine: the unfinished last record is skipped)."""
-    from appliance.lab.capture import read_pcap
+def _udp_sources_of(packets, cap) -> List[Tuple[float, str]]:
+    """(monotonic time, IPv4 source) of the Ethernet IPv4/UDP frames among pcap packets."""
     out = []
-    try:
-        packets = read_pcap(path)
-    except (OSError, ValueError):
-        return out
     for pkt in packets:
         d = pkt.data
         if pkt.linktype != 1 or len(d) < 34 or d[12:14] != b"\x08\x00" or d[23] != 17:
@@ -192,52 +186,30 @@ def udp_sources(path: str, cap) -> List[Tuple[float, str]]:
     return out
 
 
+def udp_sources(path: str, cap) -> List[Tuple[float, str]]:
+    """(monotonic time, IPv4 source) of every IPv4/UDP frame of a capture (a growing file is
+    fine: the unfinished last record is skipped)."""
+    from appliance.lab.capture import read_pcap
+    try:
+        return _udp_sources_of(read_pcap(path), cap)
+    except (OSError, ValueError):
+        return []
+
+
 class UdpSourceTail:
-    """Like udp_sources, but only the frames appended to a growing capture since the last
-    read: a 32-node ucast run writes thousands of packets a second, and re-reading the whole
-    file every second would starve the daemons being measured."""
+    """Like udp_sources, but only the frames appended since the last read: a 32-node ucast
+    run writes thousands of packets a second, and re-reading the whole file every second would
+    starve the daemons being measured."""
 
     def __init__(self, path: str, cap) -> None:
-        self.path, self.cap = path, cap
-        self.offset = 0
-        self.fmt: Optional[Tuple[str, float, int]] = None    # byte order, time unit, linktype
+        from appliance.lab.capture import PcapTail
+        self.tail, self.cap = PcapTail(path), cap
 
     def read(self) -> List[Tuple[float, str]]:
-        import struct
-
         try:
-            with open(self.path, "rb") as fh:
-                if self.fmt is None:
-                    head = fh.read(24)
-                    if len(head) < 24:
-                        return []
-                    for endian in ("<", ">"):
-                        magic = struct.unpack(endian + "I", head[:4])[0]
-                        if magic in (0xA1B2C3D4, 0xA1B23C4D):
-                            frac = 1e-9 if magic == 0xA1B23C4D else 1e-6
-                            link = struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
-                            self.fmt, self.offset = (endian, frac, link), 24
-                            break
-                    else:
-                        return []
-                fh.seek(self.offset)
-                blob = fh.read()
-        except OSError:
+            return _udp_sources_of(self.tail.read(), self.cap)
+        except ValueError:
             return []
-        endian, frac, link = self.fmt
-        rec = struct.Struct(endian + "IIII")
-        out: List[Tuple[float, str]] = []
-        off = 0
-        while off + 16 <= len(blob):
-            sec, sub, incl, _orig = rec.unpack_from(blob, off)
-            if off + 16 + incl > len(blob):
-                break           # the record being written: next time
-            d = blob[off + 16 : off + 16 + incl]
-            off += 16 + incl
-            if link == 1 and len(d) >= 34 and d[12:14] == b"\x08\x00" and d[23] == 17:
-                out.append((self.cap.to_monotonic(sec + sub * frac), ".".join(str(b) for b in d[26:30])))
-        self.offset += off
-        return out
 
 
 def force_cleanup(lab) -> List[str]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from ._proc import LabError
 
@@ -111,6 +111,32 @@ class PcapPacket:
     linktype: int
 
 
+def _pcap_format(head: bytes, path: str) -> Tuple[str, float, int]:
+    """(byte order, time unit, linktype) from a classic pcap file header (24 bytes)."""
+    for endian in ("<", ">"):
+        magic = struct.unpack(endian + "I", head[:4])[0]
+        if magic in (0xA1B2C3D4, 0xA1B23C4D):
+            frac = 1e-9 if magic == 0xA1B23C4D else 1e-6
+            return endian, frac, struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
+    raise ValueError(f"{path}: not a pcap file (pcapng is not supported)")
+
+
+def _records(blob: bytes, fmt: Tuple[str, float, int]) -> Tuple[List[PcapPacket], int]:
+    """The complete records at the start of blob, and how many bytes they took (a record still
+    being written is left for later)."""
+    endian, frac, linktype = fmt
+    rec = struct.Struct(endian + "IIII")
+    out: List[PcapPacket] = []
+    off = 0
+    while off + 16 <= len(blob):
+        sec, sub, incl, _orig = rec.unpack_from(blob, off)
+        if off + 16 + incl > len(blob):
+            break
+        out.append(PcapPacket(sec + sub * frac, blob[off + 16:off + 16 + incl], linktype))
+        off += 16 + incl
+    return out, off
+
+
 def read_pcap(path: str) -> List[PcapPacket]:
     """All records of a classic pcap file (µs or ns, either byte order); a truncated tail
     record (capture still being written) is ignored."""
@@ -118,27 +144,35 @@ def read_pcap(path: str) -> List[PcapPacket]:
         blob = fh.read()
     if len(blob) < 24:
         return []
-    magic_le = struct.unpack("<I", blob[:4])[0]
-    magic_be = struct.unpack(">I", blob[:4])[0]
-    if magic_le in (0xA1B2C3D4, 0xA1B23C4D):
-        endian, magic = "<", magic_le
-    elif magic_be in (0xA1B2C3D4, 0xA1B23C4D):
-        endian, magic = ">", magic_be
-    else:
-        raise ValueError(f"{path}: not a pcap file (pcapng is not supported)")
-    frac = 1e-9 if magic == 0xA1B23C4D else 1e-6
-    linktype = struct.unpack(endian + "I", blob[20:24])[0] & 0x0FFFFFFF
-    out: List[PcapPacket] = []
-    off = 24
-    rec = struct.Struct(endian + "IIII")
-    while off + 16 <= len(blob):
-        sec, sub, incl, _orig = rec.unpack_from(blob, off)
-        off += 16
-        if off + incl > len(blob):
-            break
-        out.append(PcapPacket(sec + sub * frac, blob[off:off + incl], linktype))
-        off += incl
-    return out
+    return _records(blob[24:], _pcap_format(blob[:24], path))[0]
+
+
+class PcapTail:
+    """The records appended to a growing capture since the last read(): a big run writes
+    thousands of packets a second, too many to re-read the whole file every time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 24
+        self.fmt: Optional[Tuple[str, float, int]] = None
+
+    def read(self) -> List[PcapPacket]:
+        """New complete records; [] while the file is missing or has no header yet. ValueError
+        if it is not a classic pcap file."""
+        try:
+            with open(self.path, "rb") as fh:
+                if self.fmt is None:
+                    head = fh.read(24)
+                    if len(head) < 24:
+                        return []
+                    self.fmt = _pcap_format(head, self.path)
+                fh.seek(self.offset)
+                blob = fh.read()
+        except OSError:
+            return []
+        packets, used = _records(blob, self.fmt)
+        self.offset += used
+        return packets
 
 
 def _mac(b: bytes) -> str:

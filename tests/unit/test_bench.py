@@ -324,12 +324,15 @@ def _udp_frame(src: str, proto: int = 17) -> bytes:
     return eth + ip + b"\x02\xb6\x02\xb6\x00\x08\x00\x00"
 
 
-def test_udp_sources(tmp_path):
-    class Cap:
-        @staticmethod
-        def to_monotonic(wall):
-            return wall - 1000.0
+class Cap:
+    """A capture whose wall clock is 1000 s ahead of the monotonic one."""
 
+    @staticmethod
+    def to_monotonic(wall):
+        return wall - 1000.0
+
+
+def test_udp_sources(tmp_path):
     path = tmp_path / "c.pcap"
     blob = _pcap([(1000.5, _udp_frame("192.168.56.101")), (1001.0, _udp_frame("192.168.56.102")),
                   (1001.5, _udp_frame("192.168.56.103", proto=112))])
@@ -340,11 +343,6 @@ def test_udp_sources(tmp_path):
 
 
 def test_udp_source_tail_reads_only_what_was_appended(tmp_path):
-    class Cap:
-        @staticmethod
-        def to_monotonic(wall):
-            return wall - 1000.0
-
     path = tmp_path / "c.pcap"
     blob = _pcap([(1000.5, _udp_frame("192.168.56.101")), (1001.0, _udp_frame("192.168.56.102"))])
     tail = bench_host.UdpSourceTail(str(path), Cap)
